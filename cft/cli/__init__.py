@@ -1,0 +1,1 @@
+"""Command-line interface: `main.py` assembles one sub-command per module."""

@@ -1,0 +1,52 @@
+"""`cft prepare`: validate and convert a triplet file ahead of time, and say what was kept and dropped."""
+
+from __future__ import annotations
+
+import argparse
+
+from cft.errors import CFTError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prepare",
+        help="validate and convert a triplet file",
+        description="Reads triplets (csv, tsv, jsonl, parquet, hf://...), drops empty rows and duplicates, and "
+                    "writes clean JSONL with columns sent0, sent1, hard_neg.",
+    )
+    parser.add_argument("input", help="triplet file or hf://<owner>/<dataset>/<file>")
+    parser.add_argument("--output", "-o", help="write the cleaned triplets here (.jsonl)")
+    parser.add_argument("--columns", default=None,
+                        help="column mapping, e.g. sent0=premise,sent1=hypothesis,hard_neg=contradiction "
+                             "(hard_neg= empty for pairs)")
+    parser.add_argument("--limit", type=int, default=None, help="keep only the first N valid rows")
+    parser.set_defaults(func=run)
+
+
+def parse_columns(text: str | None) -> dict[str, str | None]:
+    names = {"sent0": "anchor_column", "sent1": "positive_column", "hard_neg": "negative_column"}
+    mapping: dict[str, str | None] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in names:
+            raise CFTError(f"--columns: unknown role {key!r}; use sent0, sent1 and hard_neg (got {text!r})")
+        mapping[names[key]] = value.strip() or None
+    return mapping
+
+
+def run(args: argparse.Namespace) -> int:
+    from cft.config import DataConfig
+    from cft.data.triplets import load_triplets, write_triplets
+
+    if args.limit is not None and args.limit < 1:
+        raise CFTError(f"--limit must be >= 1 (got {args.limit})")
+    config = DataConfig(train_file=args.input, limit=args.limit, **parse_columns(args.columns))
+    triplets, report = load_triplets(config)
+    print(report.summary())
+    if args.output:
+        write_triplets(triplets, args.output)
+        print(f"wrote {len(triplets)} triplets to {args.output}")
+    return 0

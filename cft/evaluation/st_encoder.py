@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cft.errors import CFTError
+from cft.evaluation.mteb_encoder import apply_template
 
 
 def state_dict_hash(module) -> str:  # noqa: ANN001 - any torch.nn.Module
@@ -29,7 +30,7 @@ def _display_name(path: Path) -> str:
 
 
 class SentenceTransformerEncoder:
-    """Encodes with `SentenceTransformer.encode`, L2-normalized, as float32.
+    """Encodes with `SentenceTransformer.encode`, L2-normalized, as float32 (after `prompt_template`, if set).
 
     Args:
         model: a sentence-transformers model folder (or a hub id available offline).
@@ -55,7 +56,7 @@ class SentenceTransformerEncoder:
 
     def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         embeddings = self.model.encode(
-            list(texts),
+            [apply_template(self.prompt_template, t) for t in texts],
             batch_size=batch_size,
             show_progress_bar=show_progress,
             convert_to_numpy=True,

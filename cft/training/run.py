@@ -115,8 +115,12 @@ def _announce(title: str, message: str, tags: list[str]) -> None:
         logger.warning("notification failed: %s", error)
 
 
-def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id: str | None = None) -> RunResult:
-    """Trains (or resumes, or skips a finished) run and returns its result; raises CFTError on user errors."""
+def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id: str | None = None,
+          extra_callbacks: list[Any] | None = None) -> RunResult:
+    """Trains (or resumes, or skips a finished) run and returns its result; raises CFTError on user errors.
+
+    `extra_callbacks` are Trainer callbacks added to the run's own (progress hooks, tests that stop a run).
+    """
     from transformers import TrainingArguments, set_seed
 
     from cft.data.collator import TokenizedTriplets, TripletCollator
@@ -219,7 +223,7 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
             logger.info("LoRA r=%d on %s: %d trainable of %d parameters", recipe.lora.r, recipe.lora.target_modules,
                         trainable, total)
 
-        callbacks = [CheckpointSync(bucket, run_prefix, train_settings.save_total_limit)]
+        callbacks = [CheckpointSync(bucket, run_prefix, train_settings.save_total_limit), *(extra_callbacks or [])]
         trainer = ContrastiveTrainer(
             model=model,
             args=args,

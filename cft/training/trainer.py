@@ -8,6 +8,7 @@ adapter and the Trainer knows how to reload it.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import torch
@@ -25,9 +26,25 @@ class ContrastiveTrainer(Trainer):
         self.loss_fn = loss_fn
         self.pooling = pooling
         self.grad_cache_chunk_size = grad_cache_chunk_size
+        self._window = {"triplets": 0, "tokens": 0, "since": time.perf_counter()}
+
+    def _count(self, inputs: dict[str, Any]) -> None:
+        self._window["triplets"] += int(inputs["n_anchors"])
+        self._window["tokens"] += int(inputs["attention_mask"].sum())
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Adds this process's throughput since the previous log line (triplets/s, tokens/s)."""
+        if "loss" in logs:
+            elapsed = max(time.perf_counter() - self._window["since"], 1e-9)
+            logs["triplets_per_second"] = round(self._window["triplets"] / elapsed, 2)
+            logs["tokens_per_second"] = round(self._window["tokens"] / elapsed, 1)
+            self._window = {"triplets": 0, "tokens": 0, "since": time.perf_counter()}
+        super().log(logs, *args, **kwargs)
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
+        if model.training:
+            self._count(inputs)
         embeddings = embed_batch(model, inputs, self.pooling)  # (rows, dim)
         loss = self.loss_fn(*split_embeddings(embeddings, inputs["n_anchors"], inputs["n_negatives"]))
         return (loss, embeddings) if return_outputs else loss
@@ -37,6 +54,7 @@ class ContrastiveTrainer(Trainer):
             return super().training_step(model, inputs, num_items_in_batch)
         model.train()
         inputs = self._prepare_inputs(inputs)
+        self._count(inputs)
         loss = grad_cache_step(
             model,
             inputs,

@@ -223,6 +223,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, dict):  # "Say: {}" is a prompt template, not a mapping
+        value = raw
     # YAML reads 5e-5 as a string (no dot); numbers are what people mean.
     if isinstance(value, str):
         try:

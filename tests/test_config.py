@@ -1,0 +1,80 @@
+"""Recipes: shipped recipes load, overrides apply, mistakes name the key and value."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cft.config import Recipe, load_recipe, recipe_from_dict
+from cft.errors import CFTError
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def test_all_required_recipes_ship():
+    names = {path.stem for path in RECIPES}
+    assert {"minicpm-2b", "gemma-2b", "phi-2", "qwen2.5-0.5b", "smollm2-135m"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_shipped_recipe_loads_and_round_trips(path):
+    recipe = load_recipe(path)
+    again = recipe_from_dict(yaml.safe_load(recipe.to_yaml()), "saved")
+    assert again.to_dict() == recipe.to_dict()
+
+
+def test_minicpm_recipe_is_the_published_one():
+    recipe = load_recipe(Path(RECIPES[0]).parent / "minicpm-2b.yaml")
+    assert recipe.model.name_or_path == "openbmb/MiniCPM-2B-dpo-bf16"
+    assert recipe.model.trust_remote_code is True
+    assert (recipe.lora.r, recipe.lora.alpha, recipe.lora.dropout) == (8, 32, 0.1)
+    assert recipe.lora.target_modules == ["q_proj", "v_proj"]
+    assert recipe.train.learning_rate == 5e-5 and recipe.train.warmup_steps == 100
+    assert recipe.train.lr_scheduler == "cosine" and recipe.train.temperature == 0.05
+    assert recipe.train.batch_size == 60 and recipe.train.bf16 is True
+
+
+def test_set_overrides_fields(tmp_path):
+    recipe = load_recipe(Path(RECIPES[0]).parent / "smollm2-135m.yaml",
+                         ["train.learning_rate=1e-4", "lora.target_modules=q_proj,k_proj", "data.limit=10",
+                          "model.prompt_template=Say: {}"])
+    assert recipe.train.learning_rate == 1e-4
+    assert recipe.lora.target_modules == ["q_proj", "k_proj"]
+    assert recipe.data.limit == 10
+    assert recipe.model.prompt_template == "Say: {}"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.learnig_rate=1", r"unknown key `train.learnig_rate`"),
+    ("trian.learning_rate=1", r"section one of model, data, lora, train"),
+    ("train.temperature=0", r"train.temperature must be > 0 \(got 0"),
+    ("train.batch_size=abc", r"train.batch_size must be an integer \(got 'abc'\)"),
+    ("model.pooling=cls", r"model.pooling must be one of \('last_token', 'mean'\)"),
+    ("nonsense", r"--set expects section.key=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(CFTError, match=message):
+        load_recipe(None, [override])
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  name_or_path: x\n  poolng: last_token\n")
+    with pytest.raises(CFTError, match=r"r.yaml: unknown key `model.poolng`"):
+        load_recipe(path)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  name_or_path: x\n   bad: [\n")
+    with pytest.raises(CFTError, match=r"r.yaml: line \d+ is not valid YAML"):
+        load_recipe(path)
+
+
+def test_missing_recipe_file():
+    with pytest.raises(CFTError, match="recipe file not found"):
+        load_recipe("nope.yaml")
+
+
+def test_defaults_are_a_valid_recipe():
+    assert isinstance(load_recipe(None), Recipe)

@@ -1,0 +1,22 @@
+"""Push notifications for long GPU jobs through ntfy (ntfy.sh or self-hosted).
+
+``notify`` needs nothing but ``requests`` (boto3 only for s3:// buckets), so it runs on a GPU node, a
+researcher's laptop, or SkyPilot's jobs controller. ``python -m notify run|send|event``; see ``__main__``.
+Importing the package stays stdlib-only (``cft`` imports ``run_identity`` and ``redact``); the client, and with
+it ``requests``, loads on first use.
+"""
+
+from typing import Any
+
+from notify.redact import redact, secret_values
+from notify.run_identity import resolve_run_id, sanitize_run_id
+
+__all__ = ["NtfyClient", "notify", "redact", "resolve_run_id", "sanitize_run_id", "secret_values"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("NtfyClient", "notify"):
+        from notify import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'notify' has no attribute {name!r}")

@@ -1,0 +1,274 @@
+"""The run wrapper: "tmux + tee + ntfy" as one command that a job YAML or a researcher's machine can use.
+
+``python -m notify run -- CMD...`` runs CMD, copies its output (stdout and stderr through one pipe, so in
+order) to the terminal and to ``logs/<name>-YYYYmmdd-HHMMSS.log`` with secrets redacted, forwards
+SIGINT/SIGTERM/SIGHUP to CMD's process group (a preempted node gets SIGTERM), and then reports: success with
+duration, host and the run manifest's headline metrics; failure with the exit code and the log's last lines;
+or "interrupted". It exits with CMD's exit code (128+N when CMD died of signal N) whatever happens to the
+notification or the log upload, and those add a bounded few seconds at most.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+from notify import report
+from notify.client import NtfyClient
+from notify.redact import bytes_redactor, text_redactor
+from notify.run_identity import resolve_run_id, sanitize_run_id, timestamp
+from notify.storage import read_manifest, run_prefix, upload_log
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+DEFAULT_LOCAL_BUCKET = "cft-runs"  # where `cft train` writes when no bucket is given
+STORAGE_TIMEOUT_S = 30.0
+_IDLE_FLUSH_S = 0.2
+_DRAIN_AFTER_EXIT_S = 2.0
+_T = TypeVar("_T")
+
+
+@dataclass
+class RunOptions:
+    command: list[str]
+    name: str | None = None
+    notify_start: bool = False
+    log_dir: Path = Path("logs")
+    bucket: str | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class _SignalState:
+    process: subprocess.Popen[bytes] | None = None
+    received: int | None = None
+    pending: list[int] = field(default_factory=list)
+
+    def handle(self, signum: int, _frame: Any) -> None:
+        self.received = signum
+        if self.process is None:
+            self.pending.append(signum)
+        elif self.process.returncode is None:  # once reaped, its pid may belong to someone else
+            self.forward(signum)
+
+    def forward(self, signum: int) -> None:
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _say(line: str, redact: Callable[[str], str]) -> None:
+    try:
+        print(redact(f"notify: {line}"), file=sys.stderr, flush=True)
+    except Exception:
+        pass
+
+
+def _bounded(what: str, fn: Callable[[], _T], timeout: float, redact: Callable[[str], str]) -> _T | None:
+    """Run ``fn`` in a daemon thread for at most ``timeout`` s; a failure or a timeout is one stderr line."""
+    result: list[_T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # reported below, never raised
+            error.append(exc)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        _say(f"{what}: gave up after {timeout:g}s", redact)
+    elif error:
+        _say(f"{what}: {error[0]}", redact)
+    return result[0] if result else None
+
+
+def _log_path(log_dir: Path, name: str, env: Mapping[str, str]) -> Path:
+    rank = env.get("SKYPILOT_NODE_RANK", "0")
+    suffix = f"-node{rank}" if rank not in ("", "0") else ""  # nodes of one run share its logs/ folder
+    stem = f"{name}-{timestamp()}{suffix}"
+    path = log_dir / f"{stem}.log"
+    n = 2
+    while path.exists():
+        path = log_dir / f"{stem}-{n}.log"
+        n += 1
+    return path
+
+
+def _pump(
+    process: subprocess.Popen[bytes], sinks: list[BinaryIO], redact: Callable[[bytes], bytes]
+) -> None:
+    """Copy the child's output to every sink, redacted, whole lines at a time (partial lines when idle)."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    alive = list(sinks)
+
+    def emit(data: bytes) -> None:
+        data = redact(data)
+        for sink in list(alive):
+            try:
+                sink.write(data)
+                sink.flush()
+            except (OSError, ValueError):  # e.g. the terminal went away: keep logging
+                alive.remove(sink)
+
+    pending = b""
+    exited_at: float | None = None
+    while True:
+        if exited_at is None and process.poll() is not None:
+            exited_at = time.monotonic()
+        if exited_at is not None and time.monotonic() - exited_at > _DRAIN_AFTER_EXIT_S:
+            break  # the command is gone; whatever it left behind may hold the pipe open forever
+        ready, _, _ = select.select([fd], [], [], _IDLE_FLUSH_S)
+        if ready:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            pending += data
+            cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
+            if cut >= 0:
+                emit(pending[: cut + 1])
+                pending = pending[cut + 1 :]
+            elif len(pending) > 65536:
+                emit(pending)
+                pending = b""
+            continue
+        if pending:  # idle: show a prompt or a partial line now
+            emit(pending)
+            pending = b""
+        if exited_at is not None or process.poll() is not None:
+            break  # exited and its output drained
+    if pending:
+        emit(pending)
+    process.stdout.close()
+
+
+def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
+    """Run the command as described in the module docstring; returns its exit code."""
+    if not options.command:
+        raise ValueError("no command given")
+    env = dict(env)
+    redact_text = text_redactor(env)
+    run_id = resolve_run_id(options.run_id, env)
+    bucket = options.bucket or env.get("BUCKET") or None
+    name = sanitize_run_id(options.name or Path(options.command[0]).name) or "run"
+    command_text = shlex.join(options.command)
+    notify_all = env.get("SKYPILOT_NODE_RANK", "0") in ("", "0")  # other nodes report only problems
+
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = _log_path(options.log_dir, name, env)
+    client = NtfyClient.from_env(env)
+    facts = report.RunFacts(name, command_text, run_id, report.describe_host(env), str(log_path))
+
+    child_env = dict(env, RUN_ID=run_id)  # so the command writes its manifest where we will look
+    if bucket:
+        child_env["BUCKET"] = bucket
+    child_env.setdefault("PYTHONUNBUFFERED", "1")  # live logs from Python children behind a pipe
+
+    state = _SignalState()
+    previous = {}
+    for signum in FORWARDED_SIGNALS:
+        try:
+            previous[signum] = signal.signal(signum, state.handle)
+        except ValueError:  # not the main thread: nothing to forward from
+            pass
+
+    _say(f"running `{command_text}` (run {run_id}); log: {log_path}", redact_text)
+    start = time.monotonic()
+    starter: threading.Thread | None = None
+    try:
+        with open(log_path, "wb") as log:
+            try:
+                # A session of its own: the command and its children get exactly the signals we forward.
+                state.process = subprocess.Popen(
+                    options.command,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=child_env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                message = f"cannot run {options.command[0]!r}: {exc.strerror or exc}\n"
+                log.write(redact_text(message).encode())
+                _say(message.strip(), redact_text)
+                code = 126 if isinstance(exc, PermissionError) else 127
+            else:
+                for signum in state.pending:
+                    state.forward(signum)
+                if options.notify_start and notify_all:
+                    note = report.started(facts)
+                    starter = threading.Thread(  # never delay the job for a courtesy
+                        target=client.publish, args=(note.message, note.title, note.priority, note.tags), daemon=True
+                    )
+                    starter.start()
+                terminal = getattr(sys.stdout, "buffer", None)
+                sinks = [terminal, log] if terminal is not None else [log]
+                _pump(state.process, sinks, bytes_redactor(env))
+                returncode = state.process.wait()
+                code = 128 - returncode if returncode < 0 else returncode
+
+        facts.duration_s = time.monotonic() - start
+        facts.exit_code = code
+        facts.signal_received = state.received
+        _finish(facts, client, bucket, log_path, env, notify_all, starter)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return code
+
+
+def _finish(
+    facts: report.RunFacts,
+    client: NtfyClient,
+    bucket: str | None,
+    log_path: Path,
+    env: Mapping[str, str],
+    notify_all: bool,
+    starter: threading.Thread | None,
+) -> None:
+    """Upload the log, gather the manifest, notify. Every step is bounded and none can raise."""
+    redact_text = text_redactor(env)
+    try:
+        timeout = float(env.get("NOTIFY_STORAGE_TIMEOUT", STORAGE_TIMEOUT_S))
+    except ValueError:
+        timeout = STORAGE_TIMEOUT_S
+    try:
+        outcome = "interrupted" if facts.signal_received else ("succeeded" if facts.exit_code == 0 else "failed")
+        _say(f"{facts.name} {outcome} with {report.exit_phrase(facts.exit_code or 0)} "
+             f"after {report.format_duration(facts.duration_s)}", redact_text)
+        if bucket:
+            where = _bounded("log upload", lambda: upload_log(bucket, facts.run_id, log_path, env), timeout,
+                             redact_text)
+            if where:
+                facts.log = where
+        if outcome == "succeeded":
+            manifest_bucket = bucket or DEFAULT_LOCAL_BUCKET
+            facts.manifest = _bounded(
+                f"manifest {run_prefix(manifest_bucket, facts.run_id)}manifest.json",
+                lambda: read_manifest(manifest_bucket, facts.run_id, env), timeout, redact_text,
+            )
+        else:
+            facts.tail = report.tail(log_path)
+        if starter is not None:
+            starter.join(1.0)  # keep start before end on the phone, unless the server is the slow part
+        if outcome == "succeeded" and not notify_all:
+            return
+        note = {"succeeded": report.succeeded, "failed": report.failed, "interrupted": report.interrupted}[
+            outcome
+        ](facts)
+        client.publish(note.message, title=note.title, priority=note.priority, tags=note.tags)
+    except Exception as exc:  # the exit code is the command's, always
+        _say(f"reporting failed: {exc}", redact_text)

@@ -91,7 +91,25 @@ def load_backbone(config: ModelConfig, device: torch.device | str = "cpu") -> Pr
     except (OSError, ValueError) as error:
         raise _hub_error("model", config.name_or_path, error) from None
     model.config.use_cache = False
+    if gguf:
+        _as_dense(model, config.name_or_path)
     return model
+
+
+def _as_dense(model: PreTrainedModel, source: str) -> None:
+    """A GGUF file is quantized, but transformers unpacks it into plain float weights when it has no GGUF matmul
+    kernel (always on CPU here). Such a model is dense: drop the quantizer so that LoRA training is allowed."""
+    if getattr(model, "hf_quantizer", None) is None and not getattr(model, "is_quantized", False):
+        return
+    packed = [name for name, param in model.named_parameters() if not param.dtype.is_floating_point]
+    if packed:
+        raise CFTError(f"{source}: GGUF weights were kept quantized ({packed[0]}, ...); LoRA training needs them "
+                       "unpacked: uninstall the `kernels` package or convert the model to safetensors")
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.quantization_method = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def build_lora_model(backbone: PreTrainedModel, settings: LoraSettings, gradient_checkpointing: bool = False) -> Any:

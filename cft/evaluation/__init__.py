@@ -3,7 +3,7 @@
 from cft.evaluation.local_tasks import LOCAL_FILES, local_task
 from cft.evaluation.mteb_encoder import MTEB_INSTRUCTION, Encoder, MTEBEncoder
 from cft.evaluation.report import default_output, format_table, publish_results, write_report
-from cft.evaluation.runner import EvalRun, evaluate_encoder, main_score, summarize
+from cft.evaluation.runner import EvalRun, TaskSet, evaluate_encoder, main_score, prepare_tasks, summarize
 from cft.evaluation.st_encoder import SentenceTransformerEncoder
 from cft.evaluation.suites import SUITES, TaskSpec, resolve_tasks
 
@@ -15,12 +15,14 @@ __all__ = [
     "EvalRun",
     "MTEBEncoder",
     "SentenceTransformerEncoder",
+    "TaskSet",
     "TaskSpec",
     "default_output",
     "evaluate_encoder",
     "format_table",
     "local_task",
     "main_score",
+    "prepare_tasks",
     "publish_results",
     "resolve_tasks",
     "summarize",

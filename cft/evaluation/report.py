@@ -152,9 +152,10 @@ def plot_compare(runs: dict[str, EvalRun], path: str | Path, title: str | None =
     ax.set_xticks(x, groups, rotation=30, ha="right")
     ax.set_xlabel("MTEB task")
     ax.set_ylabel(_score_axis_label(metrics))
-    ax.set_ylim(min(0.0, *(v for s in scores.values() for v in s.values())) if scores else 0.0, 105)
+    lowest = min([0.0, *(v for s in scores.values() for v in s.values())])
+    ax.set_ylim(lowest - (5 if lowest < 0 else 0), 118)  # room above 100 for the value labels and the legend
     ax.set_title(title or f"MTEB main scores: {' vs '.join(labels)}")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", ncol=len(labels), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
@@ -163,7 +164,7 @@ def plot_compare(runs: dict[str, EvalRun], path: str | Path, title: str | None =
     return path
 
 
-def build_summary(runs: dict[str, EvalRun], *, data_dir: str | Path | None = None) -> dict[str, Any]:
+def build_summary(runs: dict[str, EvalRun]) -> dict[str, Any]:
     """summary.json's content. Its top-level "tasks"/"mean" are the last model's (the adapter in a comparison)."""
     import mteb
 
@@ -180,6 +181,7 @@ def build_summary(runs: dict[str, EvalRun], *, data_dir: str | Path | None = Non
             "encode_seconds": round(run.encode_seconds, 3),
             "texts_per_second": round(run.texts_per_second, 1) if run.texts_per_second else None,
             "settings": run.settings,
+            "data": run.data,
         }
     subject = models[labels[-1]]
     out: dict[str, Any] = {
@@ -189,7 +191,7 @@ def build_summary(runs: dict[str, EvalRun], *, data_dir: str | Path | None = Non
         "metrics": subject["metrics"],
         "skipped": subject["skipped"],
         "models": models,
-        "data": str(data_dir) if data_dir is not None else "huggingface-hub",
+        "data": subject["data"],
         "cft_version": __version__,
         "mteb_version": getattr(mteb, "__version__", None),
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -219,9 +221,7 @@ def format_markdown(runs: dict[str, EvalRun], summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(
-    runs: dict[str, EvalRun], output: str | Path, *, data_dir: str | Path | None = None
-) -> dict[str, Any]:
+def write_report(runs: dict[str, EvalRun], output: str | Path) -> dict[str, Any]:
     """Writes all result files for `runs` ({label: run}) to `output` (a local folder or s3://...).
 
     Returns the summary dict (as written to summary.json) with "output" added: where the files are.
@@ -244,7 +244,7 @@ def write_report(
             + "\n",
             encoding="utf-8",
         )
-    summary = build_summary(runs, data_dir=data_dir)
+    summary = build_summary(runs)
     (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     (folder / SUMMARY_MD).write_text(format_markdown(runs, summary), encoding="utf-8")
     if len(runs) >= 2:

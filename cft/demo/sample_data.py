@@ -7,7 +7,8 @@ so that the data is ours to ship and the scores are known by construction:
   something else in the same place (lexically close, meaning different), as in NLI contradictions;
 - STS pairs, scored 0-5 by how much of the scene two sentences share (same scene in other words = 5 ... nothing = 0).
 
-Training and STS pairs are drawn from disjoint scenes, so the demo measures generalisation, not memorisation.
+The scenes of the training anchors and of the STS pairs' first sentences are disjoint, so the demo measures
+generalisation to new scenes rather than recall of trained ones.
 
     python -m cft.demo.sample_data
 """

@@ -30,6 +30,8 @@ def plot_training(log_history: list[dict[str, Any]], path: Path, title: str) -> 
                      label="learning rate")
         lr_axis.set_ylabel("learning rate", color="tab:orange")
         lr_axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        handles = loss_axis.get_lines() + lr_axis.get_lines()
+        loss_axis.legend(handles, [line.get_label() for line in handles], loc="upper right", frameon=False)
     loss_axis.set_title(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

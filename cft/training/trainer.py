@@ -8,6 +8,7 @@ adapter and the Trainer knows how to reload it.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import Any
 
@@ -35,6 +36,11 @@ class ContrastiveTrainer(Trainer):
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Adds this process's throughput since the previous log line (triplets/s, tokens/s)."""
         if "loss" in logs:
+            if not math.isfinite(float(logs["loss"])):
+                raise FloatingPointError(
+                    f"non-finite training loss ({logs['loss']}) at step {self.state.global_step}: stopping instead of "
+                    "spending GPU hours on it; lower train.learning_rate or check the data. The last complete "
+                    "checkpoint is kept.")
             elapsed = max(time.perf_counter() - self._window["since"], 1e-9)
             logs["triplets_per_second"] = round(self._window["triplets"] / elapsed, 2)
             logs["tokens_per_second"] = round(self._window["tokens"] / elapsed, 1)

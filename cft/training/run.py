@@ -235,7 +235,12 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
             grad_cache_chunk_size=train_settings.grad_cache_chunk_size,
             callbacks=callbacks,
         )
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if resumed_step is not None and 0 < train_settings.max_steps <= resumed_step:
+            # Killed after its final checkpoint (while saving the adapter, say): nothing is left to train. The
+            # Trainer, resumed at max_steps, would take one more step past it, so finish from the checkpoint.
+            output = _finish_from_checkpoint(trainer, model, resume_from)
+        else:
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
         adapter_uri = bucket.join(run_prefix, "adapter")
         manifest: dict[str, Any] = {}
@@ -301,6 +306,20 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
             for name in ("cft", "transformers.trainer"):
                 logging.getLogger(name).removeHandler(log_handler)
             log_handler.close()
+
+
+def _finish_from_checkpoint(trainer: Any, model: Any, checkpoint: Path) -> Any:
+    """The model and trainer state of a checkpoint that already reached max_steps, as `trainer.train()` would end."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    logger.info("checkpoint %s is already at max_steps; nothing left to train", checkpoint.name)
+    return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else 0.0, {})
 
 
 def _upload_logs(bucket: Bucket, run_prefix: str, workdir: Path, remote: bool, handler: logging.Handler | None) -> None:

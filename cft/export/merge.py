@@ -1,0 +1,102 @@
+"""Loads a saved adapter on its base model in full precision and folds the LoRA weights into it.
+
+Merging happens only here (training and evaluation keep the adapter separate). The base is loaded in float32 so the
+merge itself adds no rounding; the merged weights are cast to the requested dtype only when saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cft.errors import CFTError
+from cft.modeling.metadata import METADATA_FILE, AdapterMetadata
+
+EXPORT_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def find_adapter_dir(adapter: str) -> Path:
+    """A local folder holding the adapter: the URI itself (downloaded when s3://), or a local run folder's adapter/."""
+    from cft.storage.bucket import materialize
+
+    folder = materialize(adapter)
+    if not (folder / METADATA_FILE).is_file() and (folder / "adapter" / METADATA_FILE).is_file():
+        return folder / "adapter"  # a run folder was given
+    if not (folder / METADATA_FILE).is_file():
+        raise CFTError(f"{adapter}: no {METADATA_FILE}; give an adapter folder saved by cft (<run>/adapter)")
+    return folder
+
+
+def load_for_export(adapter_dir: Path, device: torch.device) -> tuple[Any, Any, AdapterMetadata]:
+    """(PeftModel in eval mode, tokenizer prepared as in training, metadata), weights in float32."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from cft.modeling.backbone import load_backbone, load_tokenizer, model_config_from_metadata
+    from cft.modeling.tokenization import prepare_tokenizer
+
+    metadata = AdapterMetadata.load(adapter_dir)
+    config = dataclasses.replace(model_config_from_metadata(metadata), dtype="float32")
+    backbone = load_backbone(config, device)
+    model = PeftModel.from_pretrained(backbone, str(adapter_dir)).eval()
+    if list(adapter_dir.glob("tokenizer*")):
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(adapter_dir),
+                                                                    trust_remote_code=metadata.trust_remote_code))
+    else:
+        tokenizer = load_tokenizer(config)
+    return model, tokenizer, metadata
+
+
+def stored_dtype(metadata: AdapterMetadata) -> torch.dtype:
+    """The dtype the base checkpoint was published in (float32 when it does not say, e.g. GGUF)."""
+    from transformers import AutoConfig
+
+    from cft.modeling.backbone import resolve_source
+
+    source, gguf = resolve_source(metadata.base_model, metadata.gguf_file)
+    kwargs: dict[str, Any] = {"trust_remote_code": metadata.trust_remote_code}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    if metadata.revision:
+        kwargs["revision"] = metadata.revision
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+    except (OSError, ValueError):
+        return torch.float32
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
+
+
+def resolve_export_dtype(choice: str, metadata: AdapterMetadata) -> torch.dtype:
+    if choice not in EXPORT_DTYPES:
+        raise CFTError(f"--dtype must be one of {', '.join(EXPORT_DTYPES)} (got {choice!r})")
+    return stored_dtype(metadata) if choice == "auto" else getattr(torch, choice)
+
+
+def merge(model: Any, dtype: torch.dtype) -> Any:
+    """The base model with the LoRA update folded in (a plain transformers model), cast to `dtype`."""
+    merged = model.merge_and_unload()
+    merged.config.use_cache = True  # a plain model again: restore the default training turned off
+    return merged.to(dtype).eval()
+
+
+def save_merged(merged: Any, tokenizer: Any, metadata: AdapterMetadata, folder: Path, source: str) -> None:
+    """A Hugging Face model folder: weights, config, the training tokenizer, and cft's metadata with provenance."""
+    folder.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    save_export_metadata(metadata, folder, source, merged.dtype)
+
+
+def save_export_metadata(metadata: AdapterMetadata, folder: Path, source: str, dtype: torch.dtype) -> None:
+    # Same fields as an adapter's (AdapterMetadata.load ignores the extra ones), so pooling, EOS, max_length and
+    # the prompt template travel with the merged weights; base_model stays as provenance.
+    data = {**asdict(metadata), "merged": True, "exported_from": source, "export_dtype": str(dtype).replace("torch.", "")}
+    (folder / METADATA_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -96,10 +96,23 @@ def _use_bf16(setting: str | bool) -> bool:
     return bool(setting)
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Log lines with the values of secret environment variables masked: this log is uploaded to the bucket."""
+
+    def __init__(self, fmt: str) -> None:
+        from notify.redact import text_redactor
+
+        super().__init__(fmt)
+        self._redact = text_redactor(os.environ)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(super().format(record))
+
+
 def _attach_log_file(path: Path) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in ("cft", "transformers.trainer"):
         logging.getLogger(name).addHandler(handler)
     return handler

@@ -139,6 +139,13 @@ def test_a_given_run_id_and_endpoint_reach_the_job(node):
     assert env["AWS_ENDPOINT_URL"] == endpoint
 
 
+def test_the_rendezvous_port_can_be_moved(node):
+    train = task("train.yaml")
+    proc = node.run(train["run"], train["envs"], BUCKET=BUCKET, MASTER_PORT="29611")
+    assert proc.returncode == 0, proc.stderr
+    assert "--master_port=29611" in node.calls("python")
+
+
 # --------------------------------------------------------------------------
 # pipeline: eval finds what train wrote
 
@@ -186,6 +193,15 @@ def test_eval_of_an_adapter_logs_under_its_run(node):
     assert proc.returncode == 0, proc.stderr
     assert node.calls("python")[-4:] == ["--adapter", adapter, "--tasks", "retrieval"]
     assert node.call_env("python")["RUN_ID"] == "20260102-030405"
+
+
+@pytest.mark.parametrize("file_name", ["eval.yaml", "pipeline.yaml"])
+def test_eval_reads_local_mteb_data_when_given(node, file_name):
+    evaluation = task(file_name, "eval" if file_name == "pipeline.yaml" else None)
+    adapter = f"{BUCKET}/runs/r1/adapter"
+    proc = node.run(evaluation["run"], evaluation["envs"], ADAPTER=adapter, DATA_DIR="/mnt/data dir")
+    assert proc.returncode == 0, proc.stderr
+    assert node.calls("python")[-6:] == ["--adapter", adapter, "--tasks", "sts", "--data-dir", "/mnt/data dir"]
 
 
 def test_eval_without_an_adapter_or_a_run_is_a_user_error(node):

@@ -269,7 +269,7 @@ def test_train_starts_torchrun_on_all_gpus_of_all_nodes():
             '--nproc_per_node="$NPROC"',
             '--node_rank="${SKYPILOT_NODE_RANK:-0}"',
             '--master_addr="$MASTER_ADDR"',
-            "--master_port=29500",
+            '--master_port="$MASTER_PORT"',
             '-m cft train --config "$RECIPE" --output "$BUCKET"',
         ):
             assert flag in launch, f"{name}: torchrun lacks {flag}"

@@ -7,6 +7,7 @@ body is Markdown (ntfy renders it in the web app; phones show it as plain text, 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 from collections.abc import Mapping
@@ -74,8 +75,8 @@ def exit_phrase(code: int) -> str:
     return f"exit code {code}"
 
 
-def tail(log_path: Path, lines: int = TAIL_LINES) -> list[str]:
-    """The last lines of a log as a terminal would show them (carriage-return progress bars collapsed)."""
+def _last_lines(log_path: Path) -> list[str]:
+    """The end of a log (64 KiB) as a terminal would show it (carriage-return progress bars collapsed)."""
     try:
         with open(log_path, "rb") as fh:
             fh.seek(0, 2)
@@ -83,7 +84,31 @@ def tail(log_path: Path, lines: int = TAIL_LINES) -> list[str]:
             data = fh.read().decode("utf-8", "replace")
     except OSError:
         return []
-    shown = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in data.splitlines()]
+    return [line.rstrip("\r").rsplit("\r", 1)[-1] for line in data.splitlines()]
+
+
+# Launchers (torchrun) print their own report after the command's error; these lines say why a run failed.
+_USER_ERROR = re.compile(r"^\w+: error: .+")
+_EXCEPTION = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt))(?::\s.*)?$")
+_LAUNCHER_EXCEPTIONS = {"ChildFailedError"}
+
+
+def failure_reason(log_path: Path) -> str | None:
+    """The line that says why a command failed: its own one-line error, else the last exception it raised."""
+    lines = [line.strip() for line in _last_lines(log_path)]
+    for line in reversed(lines):
+        if _USER_ERROR.match(line):
+            return line[:MAX_LINE_CHARS]
+    for line in reversed(lines):
+        match = _EXCEPTION.match(line)
+        if match and match.group(1) not in _LAUNCHER_EXCEPTIONS:
+            return line[:MAX_LINE_CHARS]
+    return None
+
+
+def tail(log_path: Path, lines: int = TAIL_LINES) -> list[str]:
+    """The last lines of a log as a terminal would show them (carriage-return progress bars collapsed)."""
+    shown = _last_lines(log_path)
     shown = [line if len(line) <= MAX_LINE_CHARS else line[: MAX_LINE_CHARS - 1] + "…" for line in shown]
     while shown and not shown[-1].strip():
         shown.pop()
@@ -120,6 +145,7 @@ class RunFacts:
     signal_received: int | None = None
     manifest: Mapping[str, Any] | None = None
     tail: list[str] = field(default_factory=list)
+    reason: str | None = None
 
 
 def _common_lines(facts: RunFacts) -> list[str]:
@@ -150,8 +176,10 @@ def succeeded(facts: RunFacts) -> Notification:
 def failed(facts: RunFacts) -> Notification:
     code = facts.exit_code if facts.exit_code is not None else -1
     head = f"**{facts.name}** failed with {exit_phrase(code)} after {format_duration(facts.duration_s)}"
-    lines = [f"{head} on `{facts.host}`.", "", f"- command: `{facts.command}`"]
-    lines += _common_lines(facts) + _tail_block(facts)
+    lines = [f"{head} on `{facts.host}`.", ""]
+    if facts.reason:
+        lines.append(f"- reason: `{facts.reason}`")
+    lines += [f"- command: `{facts.command}`"] + _common_lines(facts) + _tail_block(facts)
     return Notification(f"{facts.name} failed: {exit_phrase(code)}", "\n".join(lines), "high", ["x"])
 
 

@@ -262,6 +262,7 @@ def _finish(
             )
         else:
             facts.tail = report.tail(log_path)
+            facts.reason = report.failure_reason(log_path)
         if starter is not None:
             starter.join(1.0)  # keep start before end on the phone, unless the server is the slow part
         if outcome == "succeeded" and not notify_all:

@@ -43,3 +43,44 @@ def test_headline_metrics_order_and_limit():
     assert shown[:2] == [("sts_mean", "83.9"), ("train_loss", "0.1235")]
     assert len(shown) == report.MAX_METRICS and ("note", "x") not in shown
     assert report.headline_metrics({}) == []
+
+
+TORCHRUN_FAILURE = """step 10 loss 2.1
+cft: error: uploading to s3://b/cft/runs/r/checkpoints/checkpoint-20/README.md failed after retries: EndpointConnectionError
+E1125 21:00:00 torch/distributed/elastic/multiprocessing/api.py:882] failed (exitcode: 2) local_rank: 0
+Traceback (most recent call last):
+  File "/usr/bin/torchrun", line 8, in <module>
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+cft.train FAILED
+------------------------------------------------------------
+Failures:
+  <NO_OTHER_FAILURES>
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-25_21:00:00
+  host      : node
+  rank      : 0 (local_rank: 0)
+  exitcode  : 2 (pid: 1)
+  error_file: <N/A>
+============================================================
+"""
+
+
+def test_failure_reason_sees_past_the_launchers_report(tmp_path):
+    from notify.report import failure_reason
+
+    log = tmp_path / "train.log"
+    log.write_text(TORCHRUN_FAILURE)
+    assert failure_reason(log).startswith("cft: error: uploading to s3://")
+
+
+def test_failure_reason_falls_back_to_the_last_exception(tmp_path):
+    from notify.report import failure_reason
+
+    log = tmp_path / "train.log"
+    log.write_text("Traceback (most recent call last):\n  File 'x', line 1\ntorch.OutOfMemoryError: CUDA out of memory\n")
+    assert failure_reason(log) == "torch.OutOfMemoryError: CUDA out of memory"
+    log.write_text("all good\n")
+    assert failure_reason(log) is None

@@ -355,7 +355,5 @@ def test_an_s3_outage_fails_the_job_loudly_and_soon(s3_outage):
     assert_no_secret_on_the_nodes([s3_outage["node"]], ntfy)
 
 
-@pytest.mark.xfail(strict=True, reason="the notification's last 15 log lines are torchrun's ChildFailedError report "
-                   "(its own traceback and a box saying 'error_file: <N/A>'), which pushes out cft's error line")
 def test_the_failure_notification_says_why(s3_outage):
     assert "EndpointConnectionError" in s3_outage["ntfy"].published[0].body

@@ -298,7 +298,8 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
                 "world_size": args.world_size,
                 "triplets": len(dataset),
                 "metrics": {
-                    "train_loss": round(float(output.training_loss), 4),
+                    # over every logged step of the run, including those before a resume
+                    "train_loss": round(sum(losses) / len(losses), 4) if losses else round(float(output.training_loss), 4),
                     "final_loss": round(float(losses[-1]), 4) if losses else None,
                     "first_loss": round(float(losses[0]), 4) if losses else None,
                 },

@@ -6,7 +6,6 @@ merge itself adds no rounding; the merged weights are cast to the requested dtyp
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -34,36 +33,18 @@ def find_adapter_dir(adapter: str) -> Path:
 
 def load_for_export(adapter_dir: Path, device: torch.device) -> tuple[Any, Any, AdapterMetadata]:
     """(PeftModel in eval mode, tokenizer prepared as in training, metadata), weights in float32."""
-    from peft import PeftModel
-    from transformers import AutoTokenizer
+    from cft.modeling.backbone import load_adapter_model
 
-    from cft.modeling.backbone import load_backbone, load_tokenizer, model_config_from_metadata
-    from cft.modeling.tokenization import prepare_tokenizer
-
-    metadata = AdapterMetadata.load(adapter_dir)
-    config = dataclasses.replace(model_config_from_metadata(metadata), dtype="float32")
-    backbone = load_backbone(config, device)
-    model = PeftModel.from_pretrained(backbone, str(adapter_dir)).eval()
-    if list(adapter_dir.glob("tokenizer*")):
-        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(adapter_dir),
-                                                                    trust_remote_code=metadata.trust_remote_code))
-    else:
-        tokenizer = load_tokenizer(config)
-    return model, tokenizer, metadata
+    return load_adapter_model(adapter_dir, device, dtype="float32")
 
 
 def stored_dtype(metadata: AdapterMetadata) -> torch.dtype:
     """The dtype the base checkpoint was published in (float32 when it does not say, e.g. GGUF)."""
     from transformers import AutoConfig
 
-    from cft.modeling.backbone import resolve_source
+    from cft.modeling.backbone import model_config_from_metadata, pretrained_source
 
-    source, gguf = resolve_source(metadata.base_model, metadata.gguf_file)
-    kwargs: dict[str, Any] = {"trust_remote_code": metadata.trust_remote_code}
-    if gguf:
-        kwargs["gguf_file"] = gguf
-    if metadata.revision:
-        kwargs["revision"] = metadata.revision
+    source, kwargs = pretrained_source(model_config_from_metadata(metadata))
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError):

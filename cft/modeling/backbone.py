@@ -59,13 +59,19 @@ def _hub_error(what: str, source: str, error: Exception) -> CFTError:
     )
 
 
-def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
+def pretrained_source(config: ModelConfig) -> tuple[str, dict[str, Any]]:
+    """What to pass to any `from_pretrained` for this model: (source, keyword arguments)."""
     source, gguf = resolve_source(config.name_or_path, config.gguf_file)
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
     if gguf:
         kwargs["gguf_file"] = gguf
     if config.revision:
         kwargs["revision"] = config.revision
+    return source, kwargs
+
+
+def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
+    source, kwargs = pretrained_source(config)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
@@ -75,15 +81,8 @@ def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
 
 def load_backbone(config: ModelConfig, device: torch.device | str = "cpu") -> PreTrainedModel:
     """The transformer body only (AutoModel): no LM head, no hidden states of all layers."""
-    source, gguf = resolve_source(config.name_or_path, config.gguf_file)
-    kwargs: dict[str, Any] = {
-        "trust_remote_code": config.trust_remote_code,
-        "dtype": resolve_dtype(config.dtype, device),
-    }
-    if gguf:
-        kwargs["gguf_file"] = gguf
-    if config.revision:
-        kwargs["revision"] = config.revision
+    source, kwargs = pretrained_source(config)
+    kwargs["dtype"] = resolve_dtype(config.dtype, device)
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
     try:
@@ -91,7 +90,7 @@ def load_backbone(config: ModelConfig, device: torch.device | str = "cpu") -> Pr
     except (OSError, ValueError) as error:
         raise _hub_error("model", config.name_or_path, error) from None
     model.config.use_cache = False
-    if gguf:
+    if "gguf_file" in kwargs:
         _as_dense(model, config.name_or_path)
     return model
 
@@ -148,19 +147,27 @@ def model_config_from_metadata(metadata: Any) -> ModelConfig:
     )
 
 
-def load_adapter_model(adapter_dir: str | Path, device: torch.device | str = "cpu") -> tuple[Any, PreTrainedTokenizerBase, Any]:
-    """A saved adapter on its base model, in eval mode (inference path). Returns (model, tokenizer, metadata)."""
+def load_adapter_model(adapter_dir: str | Path, device: torch.device | str = "cpu",
+                       dtype: str | None = None) -> tuple[Any, PreTrainedTokenizerBase, Any]:
+    """A saved adapter on its base model, in eval mode (inference path). Returns (model, tokenizer, metadata).
+
+    `dtype` overrides the dtype recorded in the metadata (export merges in float32).
+    """
+    import dataclasses
+
     from peft import PeftModel
 
     from cft.modeling.metadata import AdapterMetadata
 
     metadata = AdapterMetadata.load(adapter_dir)
     config = model_config_from_metadata(metadata)
+    if dtype is not None:
+        config = dataclasses.replace(config, dtype=dtype)
     backbone = load_backbone(config, device)
     model = PeftModel.from_pretrained(backbone, str(adapter_dir))
-    tokenizer_files = list(Path(adapter_dir).glob("tokenizer*"))
-    if tokenizer_files:
-        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(adapter_dir)))
+    if list(Path(adapter_dir).glob("tokenizer*")):
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(adapter_dir),
+                                                                    trust_remote_code=metadata.trust_remote_code))
     else:
         tokenizer = load_tokenizer(config)
     model.eval()

@@ -126,7 +126,16 @@ def load_bench_tokenizer(spec: str = "embedded") -> Any:
     from cft.modeling.tokenization import prepare_tokenizer
 
     if spec != "embedded":
-        return prepare_tokenizer(AutoTokenizer.from_pretrained(spec))
+        try:
+            return prepare_tokenizer(AutoTokenizer.from_pretrained(spec))
+        except (ValueError, OSError, AttributeError, KeyError):
+            # Saved by a newer transformers than the one reading it (GPU image): tokenizer.json is enough.
+            from transformers import PreTrainedTokenizerFast
+
+            config = json.loads((Path(spec) / "tokenizer_config.json").read_text(encoding="utf-8"))
+            special = {k: v for k, v in config.items() if k.endswith("_token") and isinstance(v, str)}
+            return prepare_tokenizer(PreTrainedTokenizerFast(tokenizer_file=str(Path(spec) / "tokenizer.json"),
+                                                             **special))
     from cft.config import ModelConfig
     from cft.modeling.backbone import load_tokenizer, resolve_source
 

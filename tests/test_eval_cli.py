@@ -114,3 +114,30 @@ def test_minilm_matches_its_published_mteb_scores(tmp_path):
                            data_dir=SHARED_DATA, use_cache=False, show_progress=False)
     for task, score in published.items():
         assert run.summary["tasks"][task] == pytest.approx(score, abs=0.3), task
+
+
+def test_results_for_an_s3_adapter_go_to_the_runs_eval_prefix(data, monkeypatch):
+    import boto3
+    import moto
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    run = evaluate_encoder(BagOfWordsEncoder(), "BIOSSES", data_dir=data, use_cache=False, show_progress=False)
+    with moto.mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="cft-test")
+        output = default_output(adapter="s3://cft-test/cft/runs/r1/adapter")
+        summary = write_report({"adapter": run}, output)
+        keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="cft-test")["Contents"])
+        body = client.get_object(Bucket="cft-test", Key="cft/runs/r1/eval/summary.json")["Body"].read()
+    assert summary["output"] == "s3://cft-test/cft/runs/r1/eval"
+    assert keys == [
+        "cft/runs/r1/eval/mteb/adapter/BIOSSES.json",
+        "cft/runs/r1/eval/mteb/adapter/model_meta.json",
+        "cft/runs/r1/eval/summary.json",
+        "cft/runs/r1/eval/summary.md",
+    ]
+    assert json.loads(body)["tasks"] == run.summary["tasks"]

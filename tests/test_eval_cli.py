@@ -141,3 +141,34 @@ def test_results_for_an_s3_adapter_go_to_the_runs_eval_prefix(data, monkeypatch)
         "cft/runs/r1/eval/summary.md",
     ]
     assert json.loads(body)["tasks"] == run.summary["tasks"]
+
+
+def test_compare_base_and_adapter_of_a_trained_run(data, tmp_path, tiny_model_dir, triplets_csv, capsys):
+    """One process, one cache: the base (adapter switched off) and the adapter get their own results, written to
+    the run's eval/ folder with the delta and the chart."""
+    from cft.config import load_recipe
+    from cft.training.run import train
+    from conftest import tiny_recipe_yaml
+
+    write_sts(data / "sts" / "sts12.tsv", sts_pairs(30, seed=4))
+    recipe = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=4, save_steps=4)
+    train(load_recipe(recipe), str(recipe), output=str(tmp_path / "bucket"), run_id="r1")
+    run_dir = tmp_path / "bucket" / "runs" / "r1"
+    args = ["eval", "--adapter", str(run_dir / "adapter"), "--tasks", "BIOSSES,STS12", "--data-dir", str(data),
+            "--compare", "base,adapter", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--no-progress"]
+    assert main(args) == 0
+
+    summary = json.loads((run_dir / "eval" / "summary.json").read_text())
+    base, adapter = summary["models"]["base"], summary["models"]["adapter"]
+    assert base["revision"] != adapter["revision"]
+    assert base["tasks"] != adapter["tasks"]
+    assert summary["delta"] == pytest.approx({t: adapter["tasks"][t] - base["tasks"][t] for t in base["tasks"]},
+                                             abs=1e-3)
+    assert (run_dir / "eval" / "compare.png").is_file()
+    assert "| task | metric | base | adapter | adapter - base |" in capsys.readouterr().out
+
+    assert main(args) == 0  # again: both come from the cache, unchanged
+    again = json.loads((run_dir / "eval" / "summary.json").read_text())
+    assert again["models"]["base"]["cached"] == ["BIOSSES", "STS12"]
+    assert again["models"]["adapter"]["tasks"] == pytest.approx(adapter["tasks"], abs=1e-3)
+    assert again["models"]["base"]["tasks"] == pytest.approx(base["tasks"], abs=1e-3)

@@ -172,3 +172,29 @@ def test_compare_base_and_adapter_of_a_trained_run(data, tmp_path, tiny_model_di
     assert again["models"]["base"]["cached"] == ["BIOSSES", "STS12"]
     assert again["models"]["adapter"]["tasks"] == pytest.approx(adapter["tasks"], abs=1e-3)
     assert again["models"]["base"]["tasks"] == pytest.approx(base["tasks"], abs=1e-3)
+
+
+def test_adapter_scores_reach_its_runs_manifest(tmp_path, tiny_model_dir, triplets_csv):
+    """`cft eval --adapter <bucket>/runs/<id>/adapter` adds the scores to that run's manifest (for `cft runs`)."""
+    import json
+    import subprocess
+    import sys
+
+    from cft.config import load_recipe
+    from cft.training.run import train
+    from conftest import tiny_recipe_yaml
+
+    recipe = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=4, save_steps=4)
+    result = train(load_recipe(recipe), str(recipe), output=str(tmp_path / "bucket"), run_id="scored")
+    data = tmp_path / "data" / "sts"
+    data.mkdir(parents=True)
+    rows = ["sentence1\tsentence2\tscore"] + [f"a man is playing {i} .\ta man plays {i} .\t{i % 5}" for i in range(20)]
+    (data / "biosses.tsv").write_text("\n".join(rows) + "\n")
+    done = subprocess.run([sys.executable, "-m", "cft", "eval", "--adapter", result.adapter_uri, "--tasks", "BIOSSES",
+                           "--data-dir", str(tmp_path / "data"), "--no-cache", "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((tmp_path / "bucket" / "runs" / "scored" / "manifest.json").read_text())
+    assert "sts_mean" in manifest["metrics"] and "BIOSSES" in manifest["metrics"]
+    assert manifest["eval"]["summary"].endswith("runs/scored/eval/summary.json")
+    assert manifest["status"] == "succeeded" and manifest["steps"] == 4

@@ -127,7 +127,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label}: {run.name} (revision {run.revision}): {run.texts_encoded} texts encoded in "
               f"{run.encode_seconds:.1f}s{rate}, {run.seconds:.1f}s in all{cached}")
     print(f"results: {summary['output']}")
+    if args.adapter and "adapter" in runs:
+        _record_in_run(args.adapter, runs["adapter"], output)
     return 0
+
+
+def _record_in_run(adapter: str, run: object, output: str) -> None:
+    """Adds the adapter's scores to its run's manifest (shown by `cft runs` and in the success notification)."""
+    from cft.storage.manifest import record_scores
+
+    import mteb
+
+    summary = run.summary  # type: ignore[attr-defined]
+    kinds = {mteb.get_task(name).metadata.type for name in summary["tasks"]}
+    key = {frozenset({"STS"}): "sts_mean", frozenset({"Retrieval"}): "retrieval_mean"}.get(frozenset(kinds), "eval_mean")
+    scores = {**summary["tasks"], key: summary["mean"]}
+    if record_scores(adapter, scores, f"{output.rstrip('/')}/summary.json"):
+        print(f"scores added to the run's manifest ({key} {summary['mean']:.2f})")
 
 
 def _encoders(args: argparse.Namespace, compare: list[str] | None):  # noqa: ANN202 - yields (label, Encoder)

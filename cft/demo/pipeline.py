@@ -70,7 +70,8 @@ def run_demo(model: str = "embedded:smollm2-135m", steps: int = 12, batch_size: 
     from cft.evaluation.report import write_report
     from cft.modeling.encoder import TextEncoder
     from cft.storage.bucket import open_bucket
-    from cft.training.run import read_manifest, train, write_manifest
+    from cft.storage.manifest import read_manifest, write_manifest
+    from cft.training.run import train
 
     started = time.time()
     run_id = run_id or time.strftime("demo-%Y%m%d-%H%M%S")

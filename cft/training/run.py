@@ -9,7 +9,6 @@ again. Only the main process writes to the bucket; the manifest is written last.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -25,6 +24,7 @@ from cft import __version__
 from cft.config import Recipe
 from cft.errors import CFTError
 from cft.storage.bucket import CACHE_DIR, Bucket, open_bucket
+from cft.storage.manifest import read_manifest, write_manifest
 from cft.training.callbacks import COMPLETE_MARKER, CheckpointSync, complete_checkpoints, now_iso, write_status
 
 logger = logging.getLogger("cft")
@@ -47,22 +47,6 @@ def git_sha() -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def read_manifest(bucket: Bucket, run_prefix: str) -> dict[str, Any] | None:
-    text = bucket.read_text(f"{run_prefix}/manifest.json")
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None
-
-
-def write_manifest(bucket: Bucket, run_prefix: str, manifest: dict[str, Any]) -> None:
-    from notify.redact import redact
-
-    bucket.write_text(f"{run_prefix}/manifest.json", redact(json.dumps(manifest, indent=2, sort_keys=True)) + "\n")
 
 
 def _report_to(choice: str) -> list[str]:

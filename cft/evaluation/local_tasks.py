@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,38 +154,44 @@ def _localize(task: AbsTask, path: Path, revision: str) -> AbsTask:
     return local
 
 
-def read_sts_tsv(path: str | Path) -> dict[str, list]:
-    """Columns sentence1, sentence2, score of a tab-separated STS file (other columns are ignored)."""
-    path = Path(path)
+def _tsv_rows(path: Path, wanted: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, values of `wanted`) for each row of a tab-separated file with a header; errors name the line."""
     if not path.is_file():
         raise CFTError(f"{path}: file not found")
-    columns: dict[str, list] = {c: [] for c in STS_COLUMNS}
     with path.open(encoding="utf-8", newline="") as f:
         header = f.readline().rstrip("\r\n").split("\t")
-        missing = [c for c in STS_COLUMNS if c not in header]
+        missing = [c for c in wanted if c not in header]
         if missing:
             raise CFTError(
                 f"{path}: missing column(s) {', '.join(missing)} in the header (found: {', '.join(header)}); "
-                f"expected tab-separated columns {', '.join(STS_COLUMNS)}"
+                f"expected tab-separated columns {', '.join(wanted)}"
             )
-        where = [header.index(c) for c in STS_COLUMNS]
+        where = [header.index(c) for c in wanted]
         for lineno, line in enumerate(f, start=2):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             fields = line.split("\t")
             if len(fields) != len(header):
-                raise CFTError(
-                    f"{path}:{lineno}: expected {len(header)} tab-separated fields, found {len(fields)}"
-                )
-            s1, s2, score = (fields[i] for i in where)
-            try:
-                value = float(score)
-            except ValueError:
-                raise CFTError(f"{path}:{lineno}: score {score!r} is not a number") from None
-            columns["sentence1"].append(s1)
-            columns["sentence2"].append(s2)
-            columns["score"].append(value)
+                raise CFTError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, found {len(fields)}")
+            yield lineno, [fields[i] for i in where]
+
+
+def _number(path: Path, lineno: int, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise CFTError(f"{path}:{lineno}: score {text!r} is not a number") from None
+
+
+def read_sts_tsv(path: str | Path) -> dict[str, list]:
+    """Columns sentence1, sentence2, score of a tab-separated STS file (other columns are ignored)."""
+    path = Path(path)
+    columns: dict[str, list] = {c: [] for c in STS_COLUMNS}
+    for lineno, (s1, s2, score) in _tsv_rows(path, STS_COLUMNS):
+        columns["sentence1"].append(s1)
+        columns["sentence2"].append(s2)
+        columns["score"].append(_number(path, lineno, score))
     if not columns["score"]:
         raise CFTError(f"{path}: no rows after the header")
     return columns
@@ -219,30 +226,9 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """BEIR qrels (`query-id<TAB>corpus-id<TAB>score` with a header) as {query id: {document id: relevance}}."""
     path = Path(path)
-    if not path.is_file():
-        raise CFTError(f"{path}: file not found")
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8", newline="") as f:
-        header = f.readline().rstrip("\r\n").split("\t")
-        missing = [c for c in QRELS_COLUMNS if c not in header]
-        if missing:
-            raise CFTError(
-                f"{path}: missing column(s) {', '.join(missing)} in the header (found: {', '.join(header)}); "
-                f"expected tab-separated columns {', '.join(QRELS_COLUMNS)}"
-            )
-        where = [header.index(c) for c in QRELS_COLUMNS]
-        for lineno, line in enumerate(f, start=2):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != len(header):
-                raise CFTError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, found {len(fields)}")
-            qid, did, score = (fields[i] for i in where)
-            try:
-                qrels.setdefault(qid, {})[did] = int(float(score))
-            except ValueError:
-                raise CFTError(f"{path}:{lineno}: score {score!r} is not a number") from None
+    for lineno, (qid, did, score) in _tsv_rows(path, QRELS_COLUMNS):
+        qrels.setdefault(qid, {})[did] = int(_number(path, lineno, score))
     if not qrels:
         raise CFTError(f"{path}: no rows after the header")
     return qrels

@@ -133,3 +133,11 @@ def test_non_finite_loss_stops_the_run(tmp_path, tiny_model_dir, triplets_csv, m
     manifest = json.loads((tmp_path / "bucket" / "runs" / "nan" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "non-finite" in manifest["error"]
     assert "adapter" not in {p.name for p in (tmp_path / "bucket" / "runs" / "nan").iterdir()}
+
+
+def test_grad_cache_recipe_option_trains(tmp_path, tiny_model_dir, triplets_csv):
+    recipe_path = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=10,
+                                   grad_cache_chunk_size=5)
+    result = train(load_recipe(recipe_path), str(recipe_path), output=str(tmp_path / "bucket"), run_id="gc")
+    assert result.manifest["steps"] == 10
+    assert result.manifest["metrics"]["final_loss"] < result.manifest["metrics"]["first_loss"]

@@ -47,7 +47,8 @@ class TokenizedTriplets(Dataset):
 
 @dataclass
 class TripletCollator:
-    """Rows are [anchors..., positives..., negatives...]; `n_anchors` and `n_negatives` say where each part is."""
+    """Rows are [anchors..., positives..., negatives...]; `n_anchors` and `n_negatives` say where each part is,
+    `lengths` and `n_tokens` give the real (unpadded) token counts as plain ints."""
 
     pad_token_id: int
 
@@ -55,9 +56,12 @@ class TripletCollator:
         anchors = [item["anchor"] for item in items]
         positives = [item["positive"] for item in items]
         negatives = [item["negative"] for item in items if item["negative"] is not None]
-        batch: dict[str, Any] = pad_batch(anchors + positives + negatives, self.pad_token_id)
+        rows = anchors + positives + negatives
+        batch: dict[str, Any] = pad_batch(rows, self.pad_token_id)
         batch["n_anchors"] = len(anchors)
         batch["n_negatives"] = len(negatives)
+        batch["lengths"] = [len(ids) for ids in rows]  # host-side, so planning never waits on the GPU
+        batch["n_tokens"] = sum(batch["lengths"])
         return batch
 
 

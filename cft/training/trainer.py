@@ -31,7 +31,8 @@ class ContrastiveTrainer(Trainer):
 
     def _count(self, inputs: dict[str, Any]) -> None:
         self._window["triplets"] += int(inputs["n_anchors"])
-        self._window["tokens"] += int(inputs["attention_mask"].sum())
+        # from the collator, not the mask: reading a GPU tensor here would stall every step
+        self._window["tokens"] += inputs["n_tokens"]
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Adds this process's throughput since the previous log line (triplets/s, tokens/s)."""
@@ -92,12 +93,6 @@ class _RandomState:
             yield
 
 
-def _chunk(inputs: dict[str, Any], start: int, stop: int) -> dict[str, torch.Tensor]:
-    mask = inputs["attention_mask"][start:stop]
-    width = int(mask.sum(dim=1).max().item())  # right padding: trim columns no row of this chunk uses
-    return {"input_ids": inputs["input_ids"][start:stop, :width], "attention_mask": mask[:, :width]}
-
-
 def grad_cache_step(model: Any, inputs: dict[str, Any], *, loss_fn: InfoNCELoss, pooling: str, chunk_rows: int,
                     backward: Any = None, autocast: Any = None, no_sync: Any = None) -> torch.Tensor:
     """One GradCache step (Gao et al., 2021, arXiv 2101.06983): same loss and gradients as the plain step.
@@ -105,28 +100,46 @@ def grad_cache_step(model: Any, inputs: dict[str, Any], *, loss_fn: InfoNCELoss,
     1. embed the rows in chunks without a graph; 2. compute the loss on all embeddings and its gradient with respect
     to each embedding; 3. re-run each chunk with a graph and back-propagate that cached gradient. Memory then scales
     with the chunk, not the batch, so contrastive batches of hundreds of triplets fit on one GPU.
+
+    With several chunks, rows are grouped by length (longest first) so each chunk pads only to its own longest
+    sentence: on SNLI at batch 512 that halves the padded tokens. Lengths come from the collator (`lengths`), so
+    no device sync is needed to plan the chunks.
     """
     backward = backward or (lambda tensor: tensor.backward())
     autocast = autocast or contextlib.nullcontext
-    rows = inputs["input_ids"].shape[0]
-    bounds = [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
-    device = inputs["input_ids"].device
+    input_ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    rows = input_ids.shape[0]
+    lengths = inputs.get("lengths") or mask.sum(dim=1).tolist()
+    order = sorted(range(rows), key=lambda row: -lengths[row]) if rows > chunk_rows else list(range(rows))
+    device = input_ids.device
+    chunks = []
+    for start in range(0, rows, chunk_rows):
+        members = order[start:start + chunk_rows]
+        index = torch.tensor(members, device=device)
+        width = max(lengths[row] for row in members)  # right padding: columns past the longest row are all pad
+        chunks.append({"input_ids": input_ids[index, :width], "attention_mask": mask[index, :width]})
     states, cached = [], []
     with torch.no_grad():
-        for start, stop in bounds:
+        for chunk in chunks:
             states.append(_RandomState(device))
             with autocast():
-                cached.append(embed_batch(model, _chunk(inputs, start, stop), pooling).float())
-    embeddings = torch.cat(cached).requires_grad_(True)
+                cached.append(embed_batch(model, chunk, pooling).float())
+    in_chunk_order = torch.cat(cached).requires_grad_(True)  # (rows, dim), rows in `order`
+    inverse = torch.empty(rows, dtype=torch.long, device=device)
+    inverse[torch.tensor(order, device=device)] = torch.arange(rows, device=device)
+    embeddings = in_chunk_order[inverse]  # back to batch order for the loss
     loss = loss_fn(*split_embeddings(embeddings, inputs["n_anchors"], inputs["n_negatives"]))
     loss.backward()
-    gradients = embeddings.grad
-    for index, ((start, stop), state) in enumerate(zip(bounds, states)):
-        last = index == len(bounds) - 1
+    gradients = in_chunk_order.grad
+    offset = 0
+    for index, (chunk, state) in enumerate(zip(chunks, states)):
+        count = chunk["input_ids"].shape[0]
+        last = index == len(chunks) - 1
         sync = contextlib.nullcontext() if last or no_sync is None else no_sync(model)
         with sync, state.restored():
             with autocast():
-                chunk_embeddings = embed_batch(model, _chunk(inputs, start, stop), pooling)
-            surrogate = (chunk_embeddings.float() * gradients[start:stop]).sum()
+                chunk_embeddings = embed_batch(model, chunk, pooling)
+            surrogate = (chunk_embeddings.float() * gradients[offset:offset + count]).sum()
             backward(surrogate)
+        offset += count
     return loss.detach()

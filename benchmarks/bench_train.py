@@ -15,7 +15,6 @@ drawn from the real SNLI triplets (../shared/data/nli/snli-triplets.csv; their l
   gradcache         cft's `grad_cache_step` (train.grad_cache_chunk_size) for contrastive batches of hundreds
   trainer           the real `cft train` loop: ContrastiveTrainer (HF Trainer, DataLoader, fused AdamW, clipping)
   cft-sorted        PROPOSAL, not in cft yet: rows sorted by length and run as a few chunks, one backward
-  gradcache-sorted  PROPOSAL, not in cft yet: GradCache whose chunks are formed after sorting rows by length
 
 Every mode sees the same batches for a given batch size; warm-up steps are excluded; the device is synchronised
 around the timed region. MFU divides the model FLOPs (benchmarks/flops.py) by the GPU's measured bf16 matmul rate.
@@ -39,9 +38,9 @@ import common  # noqa: E402  (sets up sys.path for cft)
 import flops  # noqa: E402
 import report  # noqa: E402
 
-MODES = ("cft", "reference", "gradcache", "trainer", "cft-sorted", "gradcache-sorted")
-BACKBONE_MODES = ("cft", "cft-sorted", "gradcache", "gradcache-sorted", "trainer")  # trainer last: it patches forward
-GRADCACHE_MODES = ("gradcache", "gradcache-sorted")
+MODES = ("cft", "reference", "gradcache", "trainer", "cft-sorted")
+BACKBONE_MODES = ("cft", "cft-sorted", "gradcache", "trainer")  # trainer last: it patches forward
+GRADCACHE_MODES = ("gradcache",)
 PUBLISHED_LENGTH = 150
 
 
@@ -326,52 +325,13 @@ class Bench:
         batch = TripletCollator(self.workload.pad_id)(items)
         lengths = [len(r) for r in rows_of(items)]
         chunk = self.args.chunk_rows
-        blocks = [(len(lengths[s:s + chunk]), max(lengths[s:s + chunk])) for s in range(0, len(lengths), chunk)]
+        # grad_cache_step groups rows by length (longest first) when there is more than one chunk
+        planned = sorted(lengths, reverse=True) if len(lengths) > chunk else lengths
+        blocks = [(len(planned[s:s + chunk]), max(planned[s:s + chunk])) for s in range(0, len(planned), chunk)]
         loss = grad_cache_step(self.model, self._to_device(batch), loss_fn=self.loss_fn, pooling="last_token",
                                chunk_rows=chunk, autocast=self.autocast)
         self._update(optimizer)
         return StepStats(loss, lengths, blocks, extra_forwards=1)
-
-    def _gradcache_sorted_step(self, indices: list[int], optimizer: Any) -> StepStats:
-        """PROPOSAL: `grad_cache_step` with rows sorted by length before chunking, so a chunk is padded only to its
-        own longest row, and chunk widths known on the host (no `.item()` sync per chunk). Same loss and gradients."""
-        import torch
-
-        from cft.data.collator import split_embeddings
-        from cft.modeling.encoder import embed_batch
-        from cft.modeling.tokenization import pad_batch
-        from cft.training.trainer import _RandomState
-
-        items = self.workload.items(indices)
-        rows = rows_of(items)
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
-        chunk = self.args.chunk_rows
-        chunks = [order[i:i + chunk] for i in range(0, len(order), chunk)]
-        padded = [self._to_device(pad_batch([rows[i] for i in c], self.workload.pad_id)) for c in chunks]
-        states, cached = [], []
-        with torch.no_grad():
-            for inputs in padded:
-                states.append(_RandomState(self.device))
-                with self.autocast():
-                    cached.append(embed_batch(self.model, inputs, "last_token").float())
-        position = torch.tensor(order, device=self.device)
-        embeddings = torch.empty_like(torch.cat(cached))
-        embeddings[position] = torch.cat(cached)
-        embeddings.requires_grad_(True)
-        n = len(items)
-        loss = self.loss_fn(*split_embeddings(embeddings, n, len(rows) - 2 * n))
-        loss.backward()
-        gradients = embeddings.grad[position]  # sorted order, like `cached`
-        start = 0
-        for inputs, state in zip(padded, states):
-            stop = start + inputs["input_ids"].shape[0]
-            with state.restored(), self.autocast():
-                chunk_embeddings = embed_batch(self.model, inputs, "last_token")
-            (chunk_embeddings.float() * gradients[start:stop]).sum().backward()
-            start = stop
-        self._update(optimizer)
-        blocks = [tuple(p["input_ids"].shape) for p in padded]
-        return StepStats(loss.detach(), [len(r) for r in rows], blocks, extra_forwards=1)
 
     def _reference_step(self, indices: list[int], optimizer: Any) -> StepStats:
         """Three passes through the full causal LM, each sentence padded to 150, all hidden states returned."""

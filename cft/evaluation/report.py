@@ -112,7 +112,9 @@ def _score_axis_label(metrics: dict[str, str]) -> str:
         return "Spearman x100"
     if kinds == {"ndcg_at_10"}:
         return "nDCG@10 x100"
-    return "main score x100 (Spearman for STS, nDCG@10 for retrieval)"
+    if kinds <= {"main_score"}:
+        return "main score x100"
+    return "main score x100\n(STS: Spearman, retrieval: nDCG@10)"  # two lines: one is wider than the figure
 
 
 def plot_compare(runs: dict[str, EvalRun], path: str | Path, title: str | None = None) -> Path:

@@ -266,10 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["wall_s"] = round(time.perf_counter() - began, 1)
     out = common.output_dir(args.output)
     stem = args.name or ("eval-smoke" if args.smoke else "eval")
-    common.write_json(out / f"{stem}.json", result)
-    markdown = report.render(result)
-    (out / f"{stem}.md").write_text(markdown, encoding="utf-8")
-    print(markdown)
+    report.save(result, out, stem)
     print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')} in {result['wall_s']} s", flush=True)
     return result
 

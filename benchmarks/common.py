@@ -214,11 +214,6 @@ def output_dir(explicit: str | None) -> Path:
     return folder
 
 
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return path
-
-
 class Stopwatch:
     """Wall time of a region, with the device synchronised on both ends (GPU work is asynchronous)."""
 

@@ -211,10 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.dry_run:
         print("\n".join(run.commands))
         return result
-    common.write_json(out / f"{args.name}.json", result)
-    markdown = report.render(result)
-    (out / f"{args.name}.md").write_text(markdown, encoding="utf-8")
-    print(markdown)
+    report.save(result, out, args.name)
     return result
 
 

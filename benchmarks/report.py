@@ -281,3 +281,12 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def save(result: dict[str, Any], out: Path, stem: str) -> str:
+    """Writes `<stem>.json` and `<stem>.md` into `out`, prints the tables, and returns the Markdown."""
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    markdown = render(result)
+    (out / f"{stem}.md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+    return markdown

@@ -249,12 +249,7 @@ def sts_eval(name: str, args: argparse.Namespace, device: Any, tokenizer: Any, d
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    import torch
-
-    if args.smoke:
-        common.single_thread()
-    began = time.perf_counter()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device, began = common.start(args.smoke, args.device)
     data = common.data_dir(args.data_dir)
     sentences = read_sentences(data / "sts" / "stsb-test.tsv")[:args.limit]
     result: dict[str, Any] = {"kind": "eval", "smoke": args.smoke, "environment": common.environment(device),

@@ -642,12 +642,7 @@ def data_summary(workload: Workload) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    import torch
-
-    if args.smoke:
-        common.single_thread()
-    began = time.perf_counter()
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device, began = common.start(args.smoke, args.device)
     result: dict[str, Any] = {"kind": "train", "smoke": args.smoke, "environment": common.environment(device)}
     print(f"device: {result['environment'].get('gpu') or 'cpu'}", flush=True)
     peak = flops.measure_matmul_peak(device)

@@ -241,6 +241,15 @@ def single_thread() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"  # for the `cft eval` subprocess
 
 
+def start(smoke: bool, device: str | None) -> tuple[Any, float]:
+    """What every benchmark does first: one thread for smoke runs, the device, and the start time."""
+    import torch
+
+    if smoke:
+        single_thread()
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")), time.perf_counter()
+
+
 def free_memory() -> None:
     """Returns a released model's GPU memory to the device (on CPU there is nothing to hand back)."""
     import gc

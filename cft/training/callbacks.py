@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,29 +12,15 @@ from typing import Any
 from transformers import TrainerCallback
 
 from cft.storage.bucket import Bucket
+from cft.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, prune_checkpoints
+
+__all__ = ["COMPLETE_MARKER", "CheckpointSync", "complete_checkpoints", "now_iso", "write_status"]
 
 logger = logging.getLogger("cft")
-
-COMPLETE_MARKER = "_COMPLETE"
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def complete_checkpoints(bucket: Bucket, run_prefix: str) -> list[tuple[int, str]]:
-    """(step, name) of checkpoints in the bucket whose marker exists, oldest first."""
-    keys = bucket.list_keys(f"{run_prefix}/checkpoints/")
-    base = f"{run_prefix}/checkpoints/"
-    found = []
-    for key in keys:
-        parts = key[len(base):].split("/")
-        if len(parts) == 2 and parts[1] == COMPLETE_MARKER:
-            match = CHECKPOINT_PATTERN.match(parts[0])
-            if match:
-                found.append((int(match.group(1)), parts[0]))
-    return sorted(found)
 
 
 class CheckpointSync(TrainerCallback):
@@ -43,29 +28,33 @@ class CheckpointSync(TrainerCallback):
 
     Only the main process writes. A checkpoint in the bucket counts only once its `_COMPLETE` marker exists, and
     the marker is written after every other file, so a job killed mid-upload never leaves a checkpoint that looks
-    whole. Older complete checkpoints beyond `keep` are removed, marker first.
+    whole. Retention is here, not the Trainer's (`save_total_limit` would delete the previous checkpoint before
+    this one has its marker): older complete checkpoints beyond `keep` go only after the new one is complete.
     """
 
-    def __init__(self, bucket: Bucket, run_prefix: str, keep: int = 2) -> None:
+    def __init__(self, bucket: Bucket, run_prefix: str, keep: int = 2, before_write: Any = None) -> None:
         self.bucket = bucket
         self.run_prefix = run_prefix
         self.keep = max(1, keep)
+        self.before_write = before_write  # e.g. the run lease's check: a writer that lost its lease stops here
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
+        if self.before_write is not None:
+            self.before_write()
         name = f"checkpoint-{state.global_step}"
         local = Path(args.output_dir) / name
         prefix = f"{self.run_prefix}/checkpoints/{name}"
         started = time.monotonic()
+        if self.bucket.local_path(prefix) is None:
+            # an old marker under this name would vouch for a half-overwritten folder
+            self.bucket.delete_prefix(f"{prefix}/{COMPLETE_MARKER}")
         self.bucket.upload_dir(local, prefix, marker=COMPLETE_MARKER)
         logger.info("checkpoint %s saved to %s (%.1fs)", name, self.bucket.join(prefix), time.monotonic() - started)
-        for _step, old in complete_checkpoints(self.bucket, self.run_prefix)[:-self.keep]:
-            old_prefix = f"{self.run_prefix}/checkpoints/{old}"
-            if self.bucket.local_path(old_prefix) == local:
-                continue
-            self.bucket.delete_prefix(f"{old_prefix}/{COMPLETE_MARKER}")
-            self.bucket.delete_prefix(old_prefix)
+        remote = self.bucket.local_path(self.run_prefix) is None
+        prune_checkpoints(self.bucket, self.run_prefix, self.keep, state.global_step,
+                          Path(args.output_dir) if remote else None)
         write_status(self.bucket, self.run_prefix, "running", step=state.global_step)
 
 

@@ -25,7 +25,8 @@ from cft.config import Recipe
 from cft.errors import CFTError
 from cft.storage.bucket import CACHE_DIR, Bucket, open_bucket
 from cft.storage.manifest import read_manifest, write_manifest
-from cft.training.callbacks import COMPLETE_MARKER, CheckpointSync, complete_checkpoints, now_iso, write_status
+from cft.training.callbacks import CheckpointSync, now_iso, write_status
+from cft.training.checkpoints import ResumePoint, choose_resume_point
 
 logger = logging.getLogger("cft")
 
@@ -155,7 +156,7 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
         logging_steps=train_settings.logging_steps,
         save_strategy="steps",
         save_steps=train_settings.save_steps,
-        save_total_limit=train_settings.save_total_limit,
+        save_total_limit=None,  # CheckpointSync keeps train.save_total_limit, deleting only after the next is complete
         seed=train_settings.seed,
         bf16=bf16,
         use_cpu=not on_gpu,
@@ -182,27 +183,17 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
         if is_main else None
     set_seed(train_settings.seed)
 
-    # Resume: the newest checkpoint whose marker exists. Every node needs it locally, so each node's main
+    # Resume: the newest complete checkpoint that verifies. Every node needs it locally, so each node's main
     # process fetches it (when the bucket is remote) while the others wait.
-    resume_from: Path | None = None
     with args.main_process_first(local=True, desc="fetching checkpoint"):
-        checkpoints = complete_checkpoints(bucket, run_prefix)
-        if checkpoints:
-            step, name = checkpoints[-1]
-            resume_from = checkpoint_dir / name
-            if local_run is None and not (resume_from / COMPLETE_MARKER).exists():
-                bucket.download_dir(f"{run_prefix}/checkpoints/{name}", resume_from)
-    resumed_step = int(resume_from.name.split("-")[1]) if resume_from else None
+        point = choose_resume_point(bucket, run_prefix, checkpoint_dir, writer=is_main)
+    resume_from, resumed_step = point.folder, point.step
 
     try:
         if is_main:
             bucket.write_text(f"{run_prefix}/config.yaml", recipe.to_yaml())
             write_status(bucket, run_prefix, "running", step=resumed_step or 0)
-            if resume_from:
-                message = f"run {run_id} resumed from checkpoint step {resumed_step}"
-                logger.info(message)
-                print(f"cft: {message}", file=sys.stderr, flush=True)
-                _announce("cft: resumed", message, ["arrows_counterclockwise"])
+            _announce_resume(point, run_id)
 
         tokenizer = load_tokenizer(recipe.model)
         triplets, report = load_triplets(recipe.data)
@@ -304,6 +295,19 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
             for name in ("cft", "transformers.trainer"):
                 logging.getLogger(name).removeHandler(log_handler)
             log_handler.close()
+
+
+def _announce_resume(point: ResumePoint, run_id: str) -> None:
+    """Says where the run starts when that is not simply 'from scratch': resumed, or past damaged checkpoints."""
+    if point.folder is None and not point.skipped:
+        return
+    message = point.describe(run_id)
+    (logger.warning if point.skipped else logger.info)(message)
+    print(f"cft: {message}", file=sys.stderr, flush=True)
+    if point.folder is None:
+        _announce("cft: starting over", message, ["warning"])
+    else:
+        _announce("cft: resumed", message, ["arrows_counterclockwise"] + (["warning"] if point.skipped else []))
 
 
 def _finish_from_checkpoint(trainer: Any, model: Any, checkpoint: Path) -> Any:

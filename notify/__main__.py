@@ -70,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         if not cmd:
             parser.error("run: give the command after --, e.g. python -m notify run -- python train.py")
+        from notify.run_identity import InvalidRunId
+
         options = RunOptions(cmd, args.name, args.notify_start, args.log_dir, args.bucket, args.run_id)
-        return run(options)
+        try:
+            return run(options)
+        except InvalidRunId as error:
+            print(f"notify: error: {error}", file=sys.stderr)
+            return 2
     if args.command == "send":
         message = sys.stdin.read() if args.message == "-" else args.message
         NtfyClient.from_env(os.environ).publish(

@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 
 from notify.redact import bytes_redactor, redact, secret_values
-from notify.run_identity import resolve_run_id, sanitize_run_id
+from notify.run_identity import InvalidRunId, resolve_run_id, sanitize_run_id
 
 NOW = datetime(2026, 1, 2, 3, 4, 5)
 
@@ -25,15 +25,35 @@ def test_sanitize_run_id(raw, clean):
 @pytest.mark.parametrize(
     ("explicit", "env", "expected"),
     [
-        ("cli id", {"RUN_ID": "env", "SKYPILOT_TASK_ID": "sky"}, "cli-id"),
-        (None, {"RUN_ID": "from/env", "SKYPILOT_TASK_ID": "sky"}, "from-env"),
+        ("cli-id", {"RUN_ID": "env", "SKYPILOT_TASK_ID": "sky"}, "cli-id"),
+        (None, {"RUN_ID": "from-env", "SKYPILOT_TASK_ID": "sky"}, "from-env"),
         (None, {"SKYPILOT_TASK_ID": "sky-2026_train_3"}, "sky-2026_train_3"),
+        (None, {"SKYPILOT_TASK_ID": "sky-managed-2026-01-02-03-04-05-123456_cft-pipeline_7-0"},
+         "sky-managed-2026-01-02-03-04-05-123456_cft-pipeline_7-0"),
         ("", {"RUN_ID": "  "}, "20260102-030405"),
         (None, {}, "20260102-030405"),
     ],
 )
 def test_resolve_run_id_order(explicit, env, expected):
     assert resolve_run_id(explicit, env=env, now=NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("explicit", "env", "source"),
+    [
+        ("..", {}, "--run-id"),
+        (".", {}, "--run-id"),
+        ("a/b", {}, "--run-id"),
+        ("cli id", {}, "--run-id"),
+        (".hidden", {}, "--run-id"),
+        ("x" * 129, {}, "--run-id"),
+        (None, {"RUN_ID": "../../etc"}, "RUN_ID"),
+        (None, {"SKYPILOT_TASK_ID": "sky/1"}, "SKYPILOT_TASK_ID"),
+    ],
+)
+def test_unsafe_run_ids_are_refused_not_rewritten(explicit, env, source):
+    with pytest.raises(InvalidRunId, match=f"^{source} .* is not a valid run id"):
+        resolve_run_id(explicit, env=env, now=NOW)
 
 
 def test_resolve_run_id_defaults_to_a_timestamp_now():

@@ -163,7 +163,7 @@ def test_success_reports_manifest_metrics_and_uploads_the_log(tmp_path, server):
     cluster = json.dumps({"cluster_name": "cft-a100", "cloud": "AWS", "region": "us-east-1"})
     env = _base_env(server.url, SKYPILOT_CLUSTER_INFO=cluster)
     done, _ = _wrap(tmp_path, env, [sys.executable, "-c", write_manifest], "--name", "train",
-                    "--bucket", str(bucket), "--run-id", "run/1", "--notify-start")
+                    "--bucket", str(bucket), "--run-id", "run-1", "--notify-start")
     assert done.returncode == 0, done.stderr
     start, end = server.published
     assert start.title == "train started" and end.title == "train succeeded"

@@ -50,6 +50,16 @@ def git_sha() -> str | None:
         return None
 
 
+def resolve_id(explicit: str | None) -> str:
+    """The run id (`--run-id`, RUN_ID, SKYPILOT_TASK_ID, else a timestamp); CFTError when it is not safe."""
+    from notify.run_identity import InvalidRunId, resolve_run_id
+
+    try:
+        return resolve_run_id(explicit)
+    except InvalidRunId as error:
+        raise CFTError(str(error)) from None
+
+
 def _report_to(choice: str) -> list[str]:
     if choice == "none":
         return []
@@ -128,9 +138,7 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
     from cft.modeling.metadata import AdapterMetadata
     from cft.training.plots import plot_training
     from cft.training.trainer import ContrastiveTrainer
-    from notify.run_identity import resolve_run_id
-
-    run_id = resolve_run_id(run_id)
+    run_id = resolve_id(run_id)
     bucket = open_bucket(output)
     run_prefix = f"runs/{run_id}"
     started_at, started = now_iso(), time.time()

@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
               "       cft runs show RUN_ID [BUCKET_ROOT] [--bucket ROOT] [--json]\n"
               "       cft runs compare A B [BUCKET_ROOT] [--bucket ROOT] [--json]",
         description="Lists the runs under <BUCKET_ROOT>/runs/ from their manifests: succeeded, failed, running\n"
-                    "(no manifest yet, recent heartbeat), incomplete (no manifest, no recent heartbeat) or corrupt\n"
-                    "(a manifest that cannot be trusted). Nothing is hidden.",
+                    "(no manifest yet, recent heartbeat), interrupted (stopped by SIGTERM or SIGINT; resumes on the\n"
+                    "next start), incomplete (no manifest, no recent heartbeat) or corrupt (a manifest that cannot\n"
+                    "be trusted). Nothing is hidden.",
         epilog="examples:\n"
                "  cft runs                                  runs in $BUCKET (or ./cft-runs)\n"
                "  cft runs s3://my-bucket/cft               runs in an S3 bucket (AWS_ENDPOINT_URL for R2, MinIO...)\n"

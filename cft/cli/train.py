@@ -30,12 +30,19 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from cft.config import load_recipe
+    from cft.training.interrupt import RunInterrupted, sigterm_interrupts
     from cft.training.run import train
 
     recipe = load_recipe(args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     output = args.output or os.environ.get("BUCKET") or "./cft-runs"
-    result = train(recipe, args.config, output=output, run_id=args.run_id)
+    try:
+        with sigterm_interrupts():  # a preemption's SIGTERM is recorded as an interruption, then exit 143
+            result = train(recipe, args.config, output=output, run_id=args.run_id)
+    except RunInterrupted as interrupted:
+        print(f"cft: {interrupted}; the next start with the same run id resumes from its newest complete checkpoint",
+              file=sys.stderr)
+        return interrupted.exit_code
     if result.manifest:
         metrics = result.manifest.get("metrics", {})
         print(f"run {result.run_id}: {result.status}, {result.manifest.get('steps')} steps, "

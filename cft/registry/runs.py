@@ -2,6 +2,7 @@
 
     succeeded / failed   the manifest (written last, atomically) says so
     running              no manifest yet, and status.json's heartbeat is recent (within STALE_AFTER)
+    interrupted          status.json says a signal (SIGTERM: preemption, cancel; SIGINT) stopped it; it resumes
     incomplete           no manifest, and no recent heartbeat: killed, preempted, or never started
     corrupt              a manifest exists but cannot be trusted (not JSON, a field missing or of the wrong type)
 
@@ -27,7 +28,7 @@ STATUS_FILE = "status.json"
 CONFIG_FILE = "config.yaml"
 EVAL_SUMMARY = "eval/summary.json"
 STALE_AFTER = timedelta(hours=2)
-STATUSES = ("succeeded", "failed", "running", "incomplete", "corrupt")
+STATUSES = ("succeeded", "failed", "running", "interrupted", "incomplete", "corrupt")
 
 # Manifest metrics that describe training, not an evaluation task.
 _TRAINING_METRIC_HINTS = ("loss", "runtime", "per_second", "epoch", "grad_norm", "learning_rate", "step", "triplets")
@@ -229,6 +230,9 @@ def _fill_from_heartbeat(record: RunRecord, bucket: Bucket, prefix: str, has_sta
         record.reason = f"heartbeat {format_age(age)} ago"
         return
     at_step = f" at step {record.steps}" if record.steps is not None else ""
+    if state == "interrupted":
+        _mark_interrupted(record, status, now)
+        return
     if state == "running" and age is not None:
         record.reason = (f"no manifest.json; last heartbeat {format_age(age)} ago{at_step} "
                          "(killed or preempted?)")
@@ -238,14 +242,31 @@ def _fill_from_heartbeat(record: RunRecord, bucket: Bucket, prefix: str, has_sta
         record.reason = f"no manifest.json, though {STATUS_FILE} says {state!r}{at_step} (stopped while finishing?)"
 
 
+def _mark_interrupted(record: RunRecord, status: dict[str, Any], now: datetime) -> None:
+    record.status = "interrupted"
+    updated = parse_time(status.get("updated_at"))
+    record.heartbeat_at = status.get("updated_at") if updated else None
+    step = status.get("step")
+    at_step = f" at step {step}" if isinstance(step, int) and not isinstance(step, bool) else ""
+    ago = f" {format_age(now - updated)} ago" if updated else ""
+    record.reason = (f"interrupted by {status.get('signal') or 'a signal'}{at_step}{ago} (preempted or cancelled?); "
+                     "the next start with the same run id resumes")
+
+
 def _check_resumed(record: RunRecord, bucket: Bucket, prefix: str, now: datetime) -> None:
     """A failed run restarted under the same id (a recovered managed job) keeps its old manifest until it ends:
     a fresh heartbeat newer than that manifest means it is running again."""
     status, problem = _read_json(bucket, f"{prefix}/{STATUS_FILE}", STATUS_FILE)
-    if problem or not isinstance(status, dict) or status.get("status") != "running":
+    if problem or not isinstance(status, dict) or status.get("status") not in ("running", "interrupted"):
         return
     updated, finished = parse_time(status.get("updated_at")), parse_time(record.finished_at)
-    if updated is None or (finished is not None and updated <= finished) or now - updated > STALE_AFTER:
+    if updated is None or (finished is not None and updated <= finished):
+        return
+    if status["status"] == "interrupted":  # a later attempt than the failed one, stopped by a signal
+        record.duration_s = None
+        _mark_interrupted(record, status, now)
+        return
+    if now - updated > STALE_AFTER:
         return
     record.status = "running"
     record.heartbeat_at = status["updated_at"]

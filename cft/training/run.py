@@ -27,6 +27,7 @@ from cft.storage.bucket import CACHE_DIR, Bucket, open_bucket
 from cft.storage.manifest import read_manifest, write_manifest
 from cft.training.callbacks import CheckpointSync, now_iso, write_status
 from cft.training.checkpoints import ResumePoint, choose_resume_point
+from cft.training.interrupt import signal_name
 
 logger = logging.getLogger("cft")
 
@@ -197,6 +198,7 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
         point = choose_resume_point(bucket, run_prefix, checkpoint_dir, writer=is_main)
     resume_from, resumed_step = point.folder, point.step
 
+    trainer: Any = None
     try:
         if is_main:
             bucket.write_text(f"{run_prefix}/config.yaml", recipe.to_yaml())
@@ -294,7 +296,11 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
             write_manifest(bucket, run_prefix, manifest)
             logger.info("adapter saved to %s", adapter_uri)
         return RunResult(run_id, "succeeded", manifest, adapter_uri)
-    except (Exception, KeyboardInterrupt) as error:
+    except KeyboardInterrupt as error:  # SIGTERM (RunInterrupted) or SIGINT: resumable, so no manifest
+        if is_main:
+            _record_interruption(bucket, run_prefix, signal_name(error), trainer, resumed_step)
+        raise
+    except Exception as error:
         if is_main:
             _record_failure(bucket, run_prefix, run_id, recipe, recipe_source, started_at, started, error)
         raise
@@ -341,6 +347,18 @@ def _upload_logs(bucket: Bucket, run_prefix: str, workdir: Path, remote: bool, h
         local = workdir / folder
         if local.is_dir():
             bucket.upload_dir(local, f"{run_prefix}/{folder}")
+
+
+def _record_interruption(bucket: Bucket, run_prefix: str, signal_name: str, trainer: Any,
+                         resumed_step: int | None) -> None:
+    """status.json says interrupted (by which signal, at which step); the next start resumes."""
+    step = trainer.state.global_step if trainer is not None else resumed_step or 0
+    logger.warning("interrupted by %s at step %d; the next start resumes from the newest complete checkpoint",
+                   signal_name, step)
+    try:
+        write_status(bucket, run_prefix, "interrupted", step=step, signal=signal_name)
+    except Exception as write_error:  # a preempted node may already have lost its network
+        logger.error("could not record the interruption in %s: %s", bucket.join(run_prefix), write_error)
 
 
 def _record_failure(bucket: Bucket, run_prefix: str, run_id: str, recipe: Recipe, recipe_source: str,

@@ -75,3 +75,40 @@ def test_dropout_masks_are_replayed(tiny_model_dir):
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     for name, grad in lora_grads(plain).items():
         torch.testing.assert_close(lora_grads(cached)[name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_grad_cache_with_gradient_accumulation_matches_the_trainers_own_step(tiny_model_dir, triplets_csv, tmp_path):
+    """With G accumulation steps the Trainer divides each micro-batch's loss by G; GradCache must too.
+
+    One optimizer step (SGD, no clipping) over two micro-batches, plain and cached: the updated weights must agree.
+    """
+    from transformers import TrainingArguments
+
+    from cft.config import DataConfig
+    from cft.data.triplets import load_triplets
+    from cft.training.trainer import ContrastiveTrainer
+
+    config = ModelConfig(name_or_path=str(tiny_model_dir), attn_implementation="eager", max_length=32)
+    tokenizer = load_tokenizer(config)
+    triplets, _ = load_triplets(DataConfig(train_file=str(triplets_csv)))
+    dataset = TokenizedTriplets(triplets[:16], tokenizer, 32, show_progress=False)
+    torch.manual_seed(0)
+    start = build_lora_model(load_backbone(config), LoraSettings(r=4, alpha=8, dropout=0.0))
+    updated = {}
+    for chunk in (0, 5):
+        model = copy.deepcopy(start)
+        args = TrainingArguments(output_dir=str(tmp_path / f"gc{chunk}"), per_device_train_batch_size=4,
+                                 gradient_accumulation_steps=2, max_steps=1, learning_rate=1.0, optim="sgd",
+                                 lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=0.0, use_cpu=True,
+                                 report_to=[], save_strategy="no", remove_unused_columns=False, label_names=[],
+                                 dataloader_drop_last=True, seed=3, disable_tqdm=True)
+        trainer = ContrastiveTrainer(model=model, args=args, train_dataset=dataset,
+                                     data_collator=TripletCollator(tokenizer.pad_token_id), loss_fn=InfoNCELoss(0.05),
+                                     grad_cache_chunk_size=chunk)
+        trainer.train()
+        updated[chunk] = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    moved = [(updated[0][name] - param).abs().max().item()
+             for name, param in start.named_parameters() if param.requires_grad]
+    assert max(moved) > 1e-4  # the step did something
+    for name, weight in updated[0].items():
+        torch.testing.assert_close(updated[5][name], weight, atol=1e-5, rtol=1e-4)

@@ -71,6 +71,8 @@ class ContrastiveTrainer(Trainer):
             backward=self.accelerator.backward,
             autocast=self.compute_loss_context_manager,
             no_sync=getattr(self.accelerator, "no_sync", None),
+            # as the Trainer's own step divides each micro-batch's loss, so that G micro-batches sum to one mean
+            loss_scale=1.0 / self.current_gradient_accumulation_steps,
         )
         return loss / self.current_gradient_accumulation_steps
 
@@ -94,7 +96,8 @@ class _RandomState:
 
 
 def grad_cache_step(model: Any, inputs: dict[str, Any], *, loss_fn: InfoNCELoss, pooling: str, chunk_rows: int,
-                    backward: Any = None, autocast: Any = None, no_sync: Any = None) -> torch.Tensor:
+                    backward: Any = None, autocast: Any = None, no_sync: Any = None,
+                    loss_scale: float = 1.0) -> torch.Tensor:
     """One GradCache step (Gao et al., 2021, arXiv 2101.06983): same loss and gradients as the plain step.
 
     1. embed the rows in chunks without a graph; 2. compute the loss on all embeddings and its gradient with respect
@@ -104,6 +107,9 @@ def grad_cache_step(model: Any, inputs: dict[str, Any], *, loss_fn: InfoNCELoss,
     With several chunks, rows are grouped by length (longest first) so each chunk pads only to its own longest
     sentence: on SNLI at batch 512 that halves the padded tokens. Lengths come from the collator (`lengths`), so
     no device sync is needed to plan the chunks.
+
+    `loss_scale` multiplies the gradients back-propagated (1/G under G gradient-accumulation steps, as the Trainer
+    scales its own loss); the loss returned is unscaled.
     """
     backward = backward or (lambda tensor: tensor.backward())
     autocast = autocast or contextlib.nullcontext
@@ -130,7 +136,7 @@ def grad_cache_step(model: Any, inputs: dict[str, Any], *, loss_fn: InfoNCELoss,
     embeddings = in_chunk_order[inverse]  # back to batch order for the loss
     loss = loss_fn(*split_embeddings(embeddings, inputs["n_anchors"], inputs["n_negatives"]))
     loss.backward()
-    gradients = in_chunk_order.grad
+    gradients = in_chunk_order.grad * loss_scale
     offset = 0
     for index, (chunk, state) in enumerate(zip(chunks, states)):
         count = chunk["input_ids"].shape[0]

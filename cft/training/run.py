@@ -24,6 +24,7 @@ from cft import __version__
 from cft.config import Recipe
 from cft.errors import CFTError
 from cft.storage.bucket import CACHE_DIR, Bucket, open_bucket
+from cft.storage.lease import RunLease
 from cft.storage.manifest import read_manifest, write_manifest
 from cft.training.callbacks import CheckpointSync, now_iso, write_status
 from cft.training.checkpoints import ResumePoint, choose_resume_point
@@ -188,18 +189,24 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
                     run_id, bucket.join(run_prefix, "manifest.json"))
         return RunResult(run_id, "succeeded", existing, existing.get("adapter"))
 
+    # One writer per run: the main process holds the run's lease (LeaseHeld: exit 2, nothing written) until the end.
+    lease = RunLease(bucket, run_prefix) if is_main else None
+    if lease is not None:
+        lease.acquire()
     log_handler = _attach_log_file(workdir / "logs" / f"train-{time.strftime('%Y%m%d-%H%M%S')}-rank{args.process_index}.log") \
         if is_main else None
     set_seed(train_settings.seed)
 
-    # Resume: the newest complete checkpoint that verifies. Every node needs it locally, so each node's main
-    # process fetches it (when the bucket is remote) while the others wait.
-    with args.main_process_first(local=True, desc="fetching checkpoint"):
-        point = choose_resume_point(bucket, run_prefix, checkpoint_dir, writer=is_main)
-    resume_from, resumed_step = point.folder, point.step
-
     trainer: Any = None
+    resumed_step: int | None = None
+    writer = is_main  # the process that records how the run ended, while it still holds the lease
     try:
+        # Resume: the newest complete checkpoint that verifies. Every node needs it locally, so each node's main
+        # process fetches it (when the bucket is remote) while the others wait.
+        with args.main_process_first(local=True, desc="fetching checkpoint"):
+            point = choose_resume_point(bucket, run_prefix, checkpoint_dir, writer=is_main)
+        resume_from, resumed_step = point.folder, point.step
+
         if is_main:
             bucket.write_text(f"{run_prefix}/config.yaml", recipe.to_yaml())
             write_status(bucket, run_prefix, "running", step=resumed_step or 0)
@@ -222,7 +229,8 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
             logger.info("LoRA r=%d on %s: %d trainable of %d parameters", recipe.lora.r, recipe.lora.target_modules,
                         trainable, total)
 
-        callbacks = [CheckpointSync(bucket, run_prefix, train_settings.save_total_limit), *(extra_callbacks or [])]
+        callbacks = [CheckpointSync(bucket, run_prefix, train_settings.save_total_limit,
+                                    before_write=lease.check if lease else None), *(extra_callbacks or [])]
         trainer = ContrastiveTrainer(
             model=model,
             args=args,
@@ -243,6 +251,7 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
         adapter_uri = bucket.join(run_prefix, "adapter")
         manifest: dict[str, Any] = {}
         if is_main:
+            lease.check()  # type: ignore[union-attr]
             adapter_dir = workdir / "adapter"
             model.save_pretrained(str(adapter_dir))
             tokenizer.save_pretrained(str(adapter_dir))
@@ -292,19 +301,22 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
                 "error": None,
             }
             _upload_logs(bucket, run_prefix, workdir, local_run is None, log_handler)
+            lease.check()  # type: ignore[union-attr]
             write_status(bucket, run_prefix, "succeeded", step=trainer.state.global_step)
             write_manifest(bucket, run_prefix, manifest)
             logger.info("adapter saved to %s", adapter_uri)
         return RunResult(run_id, "succeeded", manifest, adapter_uri)
     except KeyboardInterrupt as error:  # SIGTERM (RunInterrupted) or SIGINT: resumable, so no manifest
-        if is_main:
+        if writer and lease.held:  # type: ignore[union-attr]
             _record_interruption(bucket, run_prefix, signal_name(error), trainer, resumed_step)
         raise
     except Exception as error:
-        if is_main:
+        if writer and lease.held:  # type: ignore[union-attr]  # a writer that lost its lease leaves the run alone
             _record_failure(bucket, run_prefix, run_id, recipe, recipe_source, started_at, started, error)
         raise
     finally:
+        if lease is not None:
+            lease.release()
         if log_handler is not None:
             for name in ("cft", "transformers.trainer"):
                 logging.getLogger(name).removeHandler(log_handler)

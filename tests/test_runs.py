@@ -308,7 +308,8 @@ def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
 
 
-def test_load_run_rejects_paths(tmp_path):
+@pytest.mark.parametrize("run_id", ["good/adapter", "..", "."])
+def test_load_run_rejects_paths(tmp_path, run_id):
     populate(str(tmp_path))
-    with pytest.raises(CFTError, match="not a run id"):
-        load_run(open_bucket(tmp_path), "good/adapter")
+    with pytest.raises(CFTError, match="not a valid run id"):
+        load_run(open_bucket(tmp_path), run_id)

@@ -359,9 +359,13 @@ def list_runs(bucket: Bucket, now: datetime | None = None) -> list[RunRecord]:
 def load_run(bucket: Bucket, run_id: str, now: datetime | None = None) -> RunDetails:
     """One run with its config and evaluation summary; CFTError when the bucket has no such run."""
     _check_root(bucket)
+    from notify.run_identity import InvalidRunId, validate_run_id
+
+    try:
+        validate_run_id(run_id.strip("/"), "run")
+    except InvalidRunId as error:
+        raise CFTError(f"{error} (runs are the folders of {bucket.join(RUNS_DIR)})") from None
     prefix = f"{RUNS_DIR}/{run_id.strip('/')}"
-    if not run_id.strip("/") or "/" in run_id.strip("/"):
-        raise CFTError(f"{run_id!r} is not a run id (runs are the folders of {bucket.join(RUNS_DIR)})")
     files = [key[len(prefix) + 1:] for key in bucket.list_keys(f"{prefix}/")]
     if not files:
         known = sorted(_group_by_run(bucket.list_keys(f"{RUNS_DIR}/")))

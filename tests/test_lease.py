@@ -163,3 +163,16 @@ def test_a_writer_whose_lease_was_taken_over_stops_writing(root):
     finally:
         lease.release()
     assert json.loads(bucket.read_text("runs/r/lease.json"))["host"] == "node-b"  # release left it alone
+
+
+def test_exclusive_create_without_hard_links(tmp_path, monkeypatch):
+    """Some filesystems (SMB, some FUSE mounts) refuse hard links; creating a lease must stay exclusive there."""
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    bucket = open_bucket(tmp_path / "bucket")
+    bucket.write_if_absent("runs/r/lease.json", "one")
+    with pytest.raises(PreconditionFailed):
+        bucket.write_if_absent("runs/r/lease.json", "two")
+    assert bucket.read_text("runs/r/lease.json") == "one"

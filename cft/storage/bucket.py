@@ -131,7 +131,7 @@ class LocalBucket(Bucket):
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
-            os.link(tmp, target)  # atomic and exclusive: fails if the target exists, never shows half a file
+            _create_exclusive(Path(tmp), target, text)
         except FileExistsError:
             raise PreconditionFailed(f"{target} already exists") from None
         finally:
@@ -346,6 +346,17 @@ def materialize(uri: str | Path) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _create_exclusive(tmp: Path, target: Path, text: str) -> None:
+    """Creates `target` only if it does not exist (FileExistsError otherwise), whole or not at all."""
+    try:
+        os.link(tmp, target)  # atomic and exclusive: readers never see half a file
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links: exclusive create, then write
+        with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w", encoding="utf-8") as out:
+            out.write(text)
 
 
 def _content_etag(text: str) -> str:

@@ -222,6 +222,8 @@ def test_real_sigkill_mid_download(tmp_path, tiny_model_dir, triplets_csv, s3_se
                            "--config", str(recipe), "--output", where.output, "--run-id", "r"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert (tmp_path / "node-2" / "r" / "checkpoints" / ".checkpoint-10.partial").is_dir()  # what the kill left
     result = _train(recipe, where)
     assert result.manifest["resumed_from_step"] == 10
     assert result.manifest["steps"] == 20
+    assert sorted(p.name for p in (tmp_path / "node-2" / "r" / "checkpoints").iterdir()) == ["checkpoint-10", "checkpoint-20"]

@@ -155,7 +155,7 @@ def prune_checkpoints(bucket: Bucket, run_prefix: str, keep: int, newest: int, l
     """Keeps the `keep` newest complete checkpoints; called only once checkpoint `newest` is complete.
 
     Also removes folders older than `newest` that never got their marker (left by a kill mid-save), and, when the
-    bucket is remote, local copies of checkpoints no longer kept. An older complete checkpoint is deleted marker
+    bucket is remote, local copies of checkpoints no longer kept and downloads a kill left half done. An older complete checkpoint is deleted marker
     first, so a kill mid-delete leaves it incomplete, never half-deleted yet complete.
     """
     kept = {name for _, name in complete_checkpoints(bucket, run_prefix)[-max(1, keep):]}
@@ -167,6 +167,9 @@ def prune_checkpoints(bucket: Bucket, run_prefix: str, keep: int, newest: int, l
         bucket.delete_prefix(f"{run_prefix}/checkpoints/{name}")
     if local_root is not None and local_root.is_dir():
         for folder in local_root.iterdir():
+            if folder.name.startswith(".") and folder.name.endswith(".partial"):  # a download a kill interrupted
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
             step = checkpoint_step(folder.name)
             if folder.is_dir() and step is not None and step < newest and folder.name not in kept:
                 shutil.rmtree(folder, ignore_errors=True)

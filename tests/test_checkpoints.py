@@ -226,4 +226,5 @@ def test_real_sigkill_mid_download(tmp_path, tiny_model_dir, triplets_csv, s3_se
     result = _train(recipe, where)
     assert result.manifest["resumed_from_step"] == 10
     assert result.manifest["steps"] == 20
-    assert sorted(p.name for p in (tmp_path / "node-2" / "r" / "checkpoints").iterdir()) == ["checkpoint-10", "checkpoint-20"]
+    local = tmp_path / "node-2" / "r" / "checkpoints"
+    assert sorted(p.name for p in local.iterdir()) == ["checkpoint-10", "checkpoint-20"]

@@ -228,3 +228,18 @@ def test_real_sigkill_mid_download(tmp_path, tiny_model_dir, triplets_csv, s3_se
     assert result.manifest["steps"] == 20
     local = tmp_path / "node-2" / "r" / "checkpoints"
     assert sorted(p.name for p in local.iterdir()) == ["checkpoint-10", "checkpoint-20"]
+
+
+def test_real_sigkill_between_data_and_marker_on_a_local_folder(tmp_path, tiny_model_dir, triplets_csv):
+    """save_total_limit 1, a real SIGKILL after checkpoint-20's data and before its marker: checkpoint-10 remains."""
+    where = Where("local", tmp_path)
+    recipe = _recipe(tmp_path, tiny_model_dir, triplets_csv, max_steps=30, save_total_limit=1)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "kill_points.py"), "marker:checkpoint-20", "train",
+                           "--config", str(recipe), "--output", where.output, "--run-id", "r"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert where.checkpoints("r") == {"checkpoint-10": True, "checkpoint-20": False}
+    result = _train(recipe, where)
+    assert result.manifest["resumed_from_step"] == 10
+    assert where.checkpoints("r") == {"checkpoint-30": True}

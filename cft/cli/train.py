@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return interrupted.exit_code
     if result.manifest:
-        metrics = result.manifest.get("metrics", {})
-        print(f"run {result.run_id}: {result.status}, {result.manifest.get('steps')} steps, "
+        metrics = result.manifest.metrics
+        print(f"run {result.run_id}: {result.status}, {result.manifest.steps} steps, "
               f"loss {metrics.get('first_loss')} -> {metrics.get('final_loss')}; adapter: {result.adapter_uri}")
     return 0

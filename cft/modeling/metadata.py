@@ -33,8 +33,11 @@ class AdapterMetadata:
     cft_version: str = __version__
 
     def save(self, folder: str | Path) -> Path:
+        """Writes the file with secret values masked, as every file a run puts in its bucket."""
+        from notify.redact import redact
+
         path = Path(folder) / METADATA_FILE
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        path.write_text(redact(json.dumps(asdict(self), indent=2, sort_keys=True)) + "\n", encoding="utf-8")
         return path
 
     @classmethod

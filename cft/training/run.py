@@ -29,6 +29,7 @@ from cft.storage.manifest import read_manifest, write_manifest
 from cft.training.callbacks import CheckpointSync, now_iso, write_status
 from cft.training.checkpoints import ResumePoint, choose_resume_point
 from cft.training.interrupt import signal_name
+from notify.redact import redact
 
 logger = logging.getLogger("cft")
 
@@ -208,7 +209,7 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
         resume_from, resumed_step = point.folder, point.step
 
         if is_main:
-            bucket.write_text(f"{run_prefix}/config.yaml", recipe.to_yaml())
+            bucket.write_text(f"{run_prefix}/config.yaml", redact(recipe.to_yaml()))  # as the manifest is
             write_status(bucket, run_prefix, "running", step=resumed_step or 0)
             _announce_resume(point, run_id)
 

@@ -102,10 +102,12 @@ class TrainSettings:
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many steps; -1 = use num_epochs."})
     batch_size: int = field(default=32, metadata={"help": "Triplets per step per process (the contrastive batch)."})
     temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature (scale = 1/temperature)."})
-    grad_cache_chunk_size: int = field(
-        default=0,
-        metadata={"help": "GradCache: embed the batch in chunks of this many sentences (0 = off; a batch of B "
-                          "triplets has up to 3B sentences). Batches far larger than fit in memory, same gradients."},
+    grad_cache_chunk_size: int | str = field(
+        default="auto",
+        metadata={"help": "GradCache: embed the batch in chunks of this many sentences (a batch of B triplets has up "
+                          "to 3B sentences), for contrastive batches larger than fit in memory, same gradients. auto "
+                          "(default) = measure the data's worst batch before training and turn it on with a chunk "
+                          "that fits only when needed; 0 = off; N = chunks of N (an error if it cannot fit)."},
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
     bf16: str | bool = field(default="auto", metadata={"help": "bf16 autocast: auto = on when a GPU supports it."})
@@ -133,8 +135,10 @@ class TrainSettings:
             raise CFTError(f"train.report_to must be one of {REPORT_TO} (got {self.report_to!r})")
         if self.save_steps < 1:
             raise CFTError(f"train.save_steps must be >= 1 (got {self.save_steps})")
-        if self.grad_cache_chunk_size < 0:
-            raise CFTError(f"train.grad_cache_chunk_size must be >= 0 (got {self.grad_cache_chunk_size})")
+        chunk = self.grad_cache_chunk_size
+        if chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0):
+            raise CFTError(f"train.grad_cache_chunk_size must be auto, 0 (off) or a number of sentences >= 1 "
+                           f"(got {chunk!r})")
         if self.bf16 not in ("auto", True, False):
             raise CFTError(f"train.bf16 must be auto, true or false (got {self.bf16!r})")
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 SECRET_NAME_PARTS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 MIN_SECRET_LENGTH = 4  # shorter values ("1", "yes") would shred ordinary text
 MASK = "***"
+# Values that are settings, not secrets, whatever the name (TOKENIZERS_PARALLELISM=false is in most HF jobs' env).
+NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "auto", "disabled", "enabled"})
 
 
 def is_secret_name(name: str) -> bool:
@@ -27,7 +29,8 @@ def secret_values(env: Mapping[str, str] = os.environ) -> list[str]:
 
     Longest first so that a secret containing another one is masked whole.
     """
-    values = {v for k, v in env.items() if is_secret_name(k) and v and len(v) >= MIN_SECRET_LENGTH}
+    values = {v for k, v in env.items()
+              if is_secret_name(k) and v and len(v) >= MIN_SECRET_LENGTH and v.lower() not in NOT_SECRET_VALUES}
     return sorted(values, key=lambda v: (-len(v), v))
 
 

@@ -115,3 +115,10 @@ def test_stream_redactor_does_not_hold_ordinary_text():
     stream = StreamRedactor({"HF_TOKEN": "hf_secret"})
     assert stream.feed(b"progress 10%\r") == b"progress 10%\r"
     assert stream.feed(b"prompt> h") == b"prompt> " and stream.feed(b"ello") == b"hello"
+
+
+def test_settings_whose_names_look_secret_do_not_shred_text():
+    """TOKENIZERS_PARALLELISM=false (set by most HF jobs) must not turn every `false` in a log or config into ***."""
+    env = {"TOKENIZERS_PARALLELISM": "false", "USE_KEYRING": "true", "HF_TOKEN": "hf_real_secret"}
+    assert redact("trust_remote_code: false, keyring true, hf_real_secret", env) == \
+        "trust_remote_code: false, keyring true, ***"

@@ -29,6 +29,7 @@ from cft.storage.manifest import read_manifest, write_manifest
 from cft.training.callbacks import CheckpointSync, now_iso, write_status
 from cft.training.checkpoints import ResumePoint, choose_resume_point
 from cft.training.interrupt import signal_name
+from cft.training.memory import plan_memory
 from notify.redact import redact
 
 logger = logging.getLogger("cft")
@@ -229,6 +230,11 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
             trainable, total = model.get_nb_trainable_parameters()
             logger.info("LoRA r=%d on %s: %d trainable of %d parameters", recipe.lora.r, recipe.lora.target_modules,
                         trainable, total)
+        plan = plan_memory(model, dataset.items, train_settings.batch_size, train_settings.grad_cache_chunk_size,
+                           tokenizer.pad_token_id, recipe.model.pooling, args.device,
+                           lambda: torch.autocast(args.device.type, dtype=torch.bfloat16, enabled=bf16))
+        if is_main:
+            logger.info(plan.line())
 
         callbacks = [CheckpointSync(bucket, run_prefix, train_settings.save_total_limit,
                                     before_write=lease.check if lease else None), *(extra_callbacks or [])]
@@ -239,7 +245,7 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
             data_collator=TripletCollator(tokenizer.pad_token_id),
             loss_fn=InfoNCELoss(train_settings.temperature),
             pooling=recipe.model.pooling,
-            grad_cache_chunk_size=train_settings.grad_cache_chunk_size,
+            grad_cache_chunk_size=plan.chunk,
             callbacks=callbacks,
         )
         if resumed_step is not None and 0 < train_settings.max_steps <= resumed_step:

@@ -8,6 +8,7 @@ recipe is saved with every run (`config.yaml`), so a run can always be reproduce
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +22,18 @@ POOLING_MODES = ("last_token", "mean")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 REPORT_TO = ("auto", "none", "tensorboard", "wandb")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+MAX_SEED = 2**32 - 1  # numpy's limit; transformers' set_seed seeds numpy
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def check_template(template: str | None, where: str) -> None:
+    """A prompt template holds exactly one `{}`: every `{}` is replaced by the sentence, so two would repeat it."""
+    if template is not None and template.count("{}") != 1:
+        raise CFTError(f"{where} must contain '{{}}' exactly once, where the sentence goes (got {template!r})")
 
 
 @dataclass
@@ -50,8 +63,13 @@ class ModelConfig:
             raise CFTError(f"model.dtype must be one of {DTYPES} (got {self.dtype!r})")
         if self.max_length < 2:
             raise CFTError(f"model.max_length must be >= 2 (got {self.max_length}): one token is reserved for EOS")
-        if self.prompt_template is not None and "{}" not in self.prompt_template:
-            raise CFTError(f"model.prompt_template must contain '{{}}' where the sentence goes (got {self.prompt_template!r})")
+        check_template(self.prompt_template, "model.prompt_template")
+        if self.attn_implementation is not None and self.attn_implementation not in ATTENTION:
+            raise CFTError(f"model.attn_implementation must be one of {ATTENTION} or null "
+                           f"(got {self.attn_implementation!r})")
+        if not self.name_or_path:
+            raise CFTError("model.name_or_path is empty; give a hub id, a local folder, a .gguf file, or "
+                           "embedded:smollm2-135m")
 
 
 @dataclass
@@ -86,6 +104,8 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if self.r < 1:
             raise CFTError(f"lora.r must be >= 1 (got {self.r})")
+        if self.alpha <= 0:
+            raise CFTError(f"lora.alpha must be > 0 (got {self.alpha}); the LoRA update is scaled by alpha / r")
         if not 0 <= self.dropout < 1:
             raise CFTError(f"lora.dropout must be in [0, 1) (got {self.dropout})")
         if not self.target_modules:
@@ -123,10 +143,31 @@ class TrainSettings:
     dataloader_workers: int = field(default=0, metadata={"help": "Data loader worker processes."})
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
+        if not (_finite(self.temperature) and self.temperature > 0):
             raise CFTError(f"train.temperature must be > 0 (got {self.temperature})")
-        if self.learning_rate <= 0:
+        if not (_finite(self.learning_rate) and self.learning_rate > 0):
             raise CFTError(f"train.learning_rate must be > 0 (got {self.learning_rate})")
+        if self.warmup_steps < 0:
+            raise CFTError(f"train.warmup_steps must be >= 0 (got {self.warmup_steps})")
+        if not (_finite(self.weight_decay) and self.weight_decay >= 0):
+            raise CFTError(f"train.weight_decay must be a number >= 0 (got {self.weight_decay})")
+        if not (_finite(self.max_grad_norm) and self.max_grad_norm >= 0):
+            raise CFTError(f"train.max_grad_norm must be a number >= 0 (got {self.max_grad_norm}); 0 = no clipping")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise CFTError(f"train.max_steps must be >= 1, or -1 to use train.num_epochs (got {self.max_steps})")
+        if self.max_steps == -1 and not (_finite(self.num_epochs) and self.num_epochs > 0):
+            raise CFTError(f"train.num_epochs must be > 0 when train.max_steps is -1 (got {self.num_epochs}): "
+                           "a run of 0 steps trains nothing")
+        if self.logging_steps < 1:
+            raise CFTError(f"train.logging_steps must be >= 1 (got {self.logging_steps})")
+        if self.save_total_limit < 1:
+            raise CFTError(f"train.save_total_limit must be >= 1 (got {self.save_total_limit}): resuming needs a "
+                           "checkpoint")
+        if self.dataloader_workers < 0:
+            raise CFTError(f"train.dataloader_workers must be >= 0 (got {self.dataloader_workers}); 0 = load in the "
+                           "training process")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise CFTError(f"train.seed must be between 0 and {MAX_SEED} (got {self.seed})")
         if self.batch_size < 1:
             raise CFTError(f"train.batch_size must be >= 1 (got {self.batch_size})")
         if self.lr_scheduler not in SCHEDULERS:
@@ -246,7 +287,10 @@ def recipe_from_dict(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
         if key not in allowed:
             raise CFTError(f"{source}: unknown key `{key}`; a recipe has: {', '.join(sorted(allowed))}")
     sections = {name: _build_section(cls, data.get(name), source, name) for name, cls in SECTIONS.items()}
-    return Recipe(name=str(data.get("name", Path(source).stem)), **sections)
+    name = data.get("name", Path(source).stem)
+    if not isinstance(name, (str, int, float)) or isinstance(name, bool) or not str(name).strip():
+        raise CFTError(f"{source}: name must be a short text (got {name!r})")
+    return Recipe(name=str(name), **sections)
 
 
 def load_recipe(path: str | os.PathLike[str] | None, overrides: list[str] | None = None) -> Recipe:

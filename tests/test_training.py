@@ -122,14 +122,18 @@ def test_half_written_checkpoint_is_ignored(tmp_path, tiny_model_dir, triplets_c
     assert result.manifest["resumed_from_step"] == 10
 
 
-def test_non_finite_loss_stops_the_run(tmp_path, tiny_model_dir, triplets_csv, monkeypatch):
+def test_non_finite_loss_stops_the_run_with_one_line(tmp_path, tiny_model_dir, triplets_csv, monkeypatch, capsys):
     from cft.losses.info_nce import InfoNCELoss
 
     original = InfoNCELoss.forward
     monkeypatch.setattr(InfoNCELoss, "forward", lambda self, *args: original(self, *args) * float("nan"))
     recipe_path = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=30)
-    with pytest.raises(FloatingPointError, match="non-finite training loss"):
-        train(load_recipe(recipe_path), str(recipe_path), output=str(tmp_path / "bucket"), run_id="nan")
+    from cft.cli.main import main
+
+    code = main(["train", "--config", str(recipe_path), "--output", str(tmp_path / "bucket"), "--run-id", "nan"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("cft: error: non-finite training loss")
     manifest = json.loads((tmp_path / "bucket" / "runs" / "nan" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "non-finite" in manifest["error"]
     assert "adapter" not in {p.name for p in (tmp_path / "bucket" / "runs" / "nan").iterdir()}

@@ -16,6 +16,7 @@ import torch
 from transformers import Trainer
 
 from cft.data.collator import split_embeddings
+from cft.errors import TrainingDiverged
 from cft.losses.info_nce import InfoNCELoss
 from cft.modeling.encoder import embed_batch
 
@@ -38,7 +39,7 @@ class ContrastiveTrainer(Trainer):
         """Adds this process's throughput since the previous log line (triplets/s, tokens/s)."""
         if "loss" in logs:
             if not math.isfinite(float(logs["loss"])):
-                raise FloatingPointError(
+                raise TrainingDiverged(
                     f"non-finite training loss ({logs['loss']}) at step {self.state.global_step}: stopping instead of "
                     "spending GPU hours on it; lower train.learning_rate or check the data. The last complete "
                     "checkpoint is kept.")

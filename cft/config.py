@@ -306,6 +306,8 @@ def load_recipe(path: str | os.PathLike[str] | None, overrides: list[str] | None
             raise CFTError(f"{path}: cannot read recipe ({error})") from None
         try:
             data = yaml.safe_load(text) or {}
+        except RecursionError:
+            raise CFTError(f"{path}: nested too deeply to be a recipe") from None
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark is not None else ""

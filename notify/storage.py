@@ -70,7 +70,7 @@ def read_manifest(bucket: str, run_id: str, env: Mapping[str, str] = os.environ)
             raise StorageError(f"could not read {bucket}/runs/{run_id}/manifest.json: {exc}") from exc
     try:
         manifest = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise StorageError(f"manifest of run {run_id} is not valid JSON: {exc}") from exc
     return manifest if isinstance(manifest, dict) else None
 

@@ -69,8 +69,10 @@ class _SignalState:
 
 
 def _say(line: str, redact: Callable[[str], str]) -> None:
+    """One line on stderr, whatever the message (botocore's errors span several)."""
     try:
-        print(redact(f"notify: {line}"), file=sys.stderr, flush=True)
+        flat = " ".join(part.strip() for part in str(line).splitlines() if part.strip())
+        print(redact(f"notify: {flat}"), file=sys.stderr, flush=True)
     except Exception:
         pass
 

@@ -84,6 +84,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CFTError(f"--batch-size must be >= 1 (got {args.batch_size})")
     if args.max_length is not None and args.max_length < 2:
         raise CFTError(f"--max-length must be >= 2 (got {args.max_length})")
+    from cft.modeling.encoder import resolve_device
+
+    args.device = str(resolve_device(args.device)) if args.device else None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,8 +47,12 @@ def _check_output(output: Path, force: bool, adapter_dir: Path | None = None) ->
         raise CFTError(f"--output {output}: exists and is not a folder")
     if adapter_dir is not None:
         adapter = adapter_dir.resolve()
-        if adapter == output.resolve() or output.resolve() in adapter.parents:
+        target = output.resolve()
+        if adapter == target or target in adapter.parents:
             raise CFTError(f"--output {output}: holds the adapter being exported; choose another folder")
+        if adapter in target.parents:
+            raise CFTError(f"--output {output}: is inside the adapter being exported ({adapter_dir}); choose a folder "
+                           "outside it")
     if output.is_dir() and any(output.iterdir()) and not force:
         raise CFTError(f"--output {output}: folder is not empty; choose another, or pass --force to replace it")
 
@@ -119,7 +123,7 @@ def export_adapter(adapter: str, output: str | Path, fmt: str = "both", force: b
                                   save_export_metadata, save_merged)
     from cft.export.st_model import build_st_folder, prompt_prefix
     from cft.export.tokenizer import PROBE_TEXTS, check_same_ids, eos_appending_tokenizer, long_probe
-    from cft.modeling.encoder import TextEncoder, default_device
+    from cft.modeling.encoder import TextEncoder, resolve_device
     from cft.modeling.metadata import AdapterMetadata
 
     if fmt not in FORMATS:
@@ -127,7 +131,7 @@ def export_adapter(adapter: str, output: str | Path, fmt: str = "both", force: b
     if "://" in str(output):
         raise CFTError(f"--output {output}: export writes a local folder; upload it afterwards if needed")
     output = Path(output).expanduser().absolute()
-    _check_output(output, force)
+    _check_output(output, force, None if "://" in str(adapter) else Path(adapter).expanduser())  # before a download
     want_hf, want_st = fmt in ("hf", "both"), fmt in ("st", "both")
 
     adapter_dir = find_adapter_dir(adapter)
@@ -135,7 +139,7 @@ def export_adapter(adapter: str, output: str | Path, fmt: str = "both", force: b
     metadata = AdapterMetadata.load(adapter_dir)
     prefix = prompt_prefix(metadata.prompt_template) if want_st else None  # refuse before any heavy work
     target_dtype = resolve_export_dtype(dtype, metadata)
-    run_device = torch.device(device) if device else default_device()
+    run_device = resolve_device(device)
     result = ExportResult(output=output, dtype=str(target_dtype).replace("torch.", ""))
 
     output.parent.mkdir(parents=True, exist_ok=True)

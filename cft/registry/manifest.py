@@ -62,6 +62,8 @@ def parse_manifest(text: str) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ManifestError(f"{MANIFEST_FILE} is not JSON ({error.msg}: line {error.lineno} column {error.colno})") from None
+    except RecursionError:  # a hostile or damaged file: corrupt, like any other unreadable manifest
+        raise ManifestError(f"{MANIFEST_FILE} is nested too deeply to be a manifest") from None
     validate_manifest(data)
     return data
 

@@ -148,6 +148,8 @@ def _read_json(bucket: Bucket, key: str, name: str) -> tuple[Any, str | None]:
         return json.loads(text), None
     except json.JSONDecodeError as error:
         return None, f"{name} is not JSON ({error.msg}: line {error.lineno})"
+    except RecursionError:
+        return None, f"{name} is nested too deeply to read"
 
 
 def read_config(bucket: Bucket, prefix: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -160,6 +162,8 @@ def read_config(bucket: Bucket, prefix: str) -> tuple[dict[str, Any] | None, str
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         return None, f"{CONFIG_FILE} is not valid YAML ({str(error).splitlines()[0]})"
+    except RecursionError:
+        return None, f"{CONFIG_FILE} is nested too deeply to read"
     if not isinstance(data, dict):
         return None, f"{CONFIG_FILE} holds {type(data).__name__}, not a mapping"
     return data, None

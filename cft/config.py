@@ -302,6 +302,8 @@ def load_recipe(path: str | os.PathLike[str] | None, overrides: list[str] | None
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise CFTError(f"{path}: recipe file not found") from None
+        except IsADirectoryError:
+            raise CFTError(f"{path}: is a folder; give a recipe file (see recipes/)") from None
         except (OSError, UnicodeDecodeError) as error:
             raise CFTError(f"{path}: cannot read recipe ({error})") from None
         try:

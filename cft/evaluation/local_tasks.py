@@ -158,7 +158,7 @@ def _tsv_rows(path: Path, wanted: tuple[str, ...]) -> Iterator[tuple[int, list[s
     """(line number, values of `wanted`) for each row of a tab-separated file with a header; errors name the line."""
     if not path.is_file():
         raise CFTError(f"{path}: file not found")
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: spreadsheets save a byte-order mark
         header = f.readline().rstrip("\r\n").split("\t")
         missing = [c for c in wanted if c not in header]
         if missing:
@@ -201,7 +201,7 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise CFTError(f"{path}: file not found")
     rows = []
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

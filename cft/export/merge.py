@@ -26,6 +26,8 @@ def find_adapter_dir(adapter: str) -> Path:
     folder = materialize(adapter)
     if not (folder / METADATA_FILE).is_file() and (folder / "adapter" / METADATA_FILE).is_file():
         return folder / "adapter"  # a run folder was given
+    if not folder.is_dir():
+        raise CFTError(f"{adapter}: is a file; give an adapter folder saved by cft (<run>/adapter)")
     if not (folder / METADATA_FILE).is_file():
         raise CFTError(f"{adapter}: no {METADATA_FILE}; give an adapter folder saved by cft (<run>/adapter)")
     return folder

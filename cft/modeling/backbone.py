@@ -45,6 +45,12 @@ def resolve_source(name_or_path: str, gguf_file: str | None = None) -> tuple[str
     if not path.exists() and _looks_like_path(name_or_path):
         raise CFTError(f"{name_or_path}: no such model folder; give an existing folder, a .gguf file, or a hub id "
                        "(owner/name)")
+    if path.is_dir() and gguf_file and not (path / gguf_file).is_file():
+        raise CFTError(f"model.gguf_file {gguf_file}: no such file in {name_or_path}")
+    if path.is_dir() and not gguf_file and not (path / "config.json").is_file():
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        hint = f"; for a GGUF file set model.gguf_file (found {', '.join(ggufs)})" if ggufs else ""
+        raise CFTError(f"{name_or_path}: no config.json, not a model folder{hint}")
     if gguf_file:
         return name_or_path, gguf_file
     return name_or_path, None
@@ -186,6 +192,11 @@ def load_adapter_model(adapter_dir: str | Path, device: torch.device | str = "cp
     config = model_config_from_metadata(metadata)
     if dtype is not None:
         config = dataclasses.replace(config, dtype=dtype)
+    missing = [name for name, pattern in (("adapter_config.json", "adapter_config.json"),
+                                          ("adapter_model.safetensors", "adapter_model.*")) if not list(Path(adapter_dir).glob(pattern))]
+    if missing:
+        raise CFTError(f"{adapter_dir}: {' and '.join(missing)} missing; copy the whole adapter folder that cft train "
+                       "saved")
     backbone = load_backbone(config, device)
     try:
         model = PeftModel.from_pretrained(backbone, str(adapter_dir))

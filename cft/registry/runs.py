@@ -341,7 +341,8 @@ def _group_by_run(keys: list[str]) -> dict[str, list[str]]:
 def _check_root(bucket: Bucket) -> None:
     local = bucket.local_path("")
     if local is not None and not local.is_dir():
-        raise CFTError(f"{bucket.uri}: no such folder; give a bucket root (a local folder or s3://bucket/prefix), "
+        what = "is a file, not a folder" if local.exists() else "no such folder"
+        raise CFTError(f"{bucket.uri}: {what}; give a bucket root (a local folder or s3://bucket/prefix), "
                        "or set $BUCKET")
 
 

@@ -68,6 +68,12 @@ def paths(tmp_path_factory, tiny_model_dir) -> Paths:
     p["truncated-model"] = str(truncated)
     write("sts-bad/sts/stsb-test.tsv", "sentence1\tsentence2\tscore\na\tb\tx\n")
     p["sts-bad"] = str(root / "sts-bad")
+    write("sts-binary/sts/stsb-test.tsv", b"sentence1\tsentence2\tscore\n\xff\xfe\x8d\tb\t1\n")
+    p["sts-binary"] = str(root / "sts-binary")
+    write("ret/retrieval/scifact/qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    write("ret/retrieval/scifact/queries.jsonl", '{"_id": "q1", "text": "x"}\n')
+    write("ret/retrieval/scifact/corpus.jsonl", b'{"_id": "d1", "text": "\xff\xfe"}\n')
+    p["ret"] = str(root / "ret")
     deep_runs = root / "deep-bucket" / "runs" / "r1"
     deep_runs.mkdir(parents=True)
     (deep_runs / "manifest.json").write_text("[" * 100000 + "]" * 100000)
@@ -201,6 +207,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-data-dir-missing", ["eval", "--adapter", "{adapter}", "--data-dir", "{root}/nope"], "--data-dir"),
     ("eval-data-dir-file", ["eval", "--adapter", "{adapter}", "--data-dir", "{file}"], "a-file.txt: is a file"),
     ("eval-bad-sts-file", [*EVAL, "--adapter", "{adapter}"], "stsb-test.tsv:2"),
+    ("eval-binary-sts-file", ["eval", "--model", "{model}", "--tasks", "STSBenchmark", "--data-dir", "{sts-binary}",
+                              "--no-cache"], "stsb-test.tsv: not valid UTF-8"),
+    ("eval-binary-corpus", ["eval", "--model", "{model}", "--tasks", "SciFact", "--data-dir", "{ret}", "--no-cache"],
+     "corpus.jsonl: not valid UTF-8"),
     ("eval-model-missing", [*EVAL, "--model", "{root}/no-model"], "no-model: no such model folder"),
     ("eval-model-truncated", [*EVAL, "--model", "{truncated-model}"], "truncated-model"),
     ("eval-st-model-missing", [*EVAL, "--st-model", "{root}/nope"], "--st-model"),

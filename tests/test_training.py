@@ -133,7 +133,8 @@ def test_non_finite_loss_stops_the_run_with_one_line(tmp_path, tiny_model_dir, t
     code = main(["train", "--config", str(recipe_path), "--output", str(tmp_path / "bucket"), "--run-id", "nan"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("cft: error: non-finite training loss")
+    [line] = [line for line in err.splitlines() if line.startswith("cft: error:")]
+    assert "Traceback" not in err and line.startswith("cft: error: non-finite training loss")
     manifest = json.loads((tmp_path / "bucket" / "runs" / "nan" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "non-finite" in manifest["error"]
     assert "adapter" not in {p.name for p in (tmp_path / "bucket" / "runs" / "nan").iterdir()}

@@ -214,6 +214,20 @@ def worst_batch(items: Sequence[dict[str, Any]], batch_size: int) -> tuple[int, 
     return rows, len(sentences[0]), sentences
 
 
+def _agree_across_processes(per_row: float, fixed: float, budget: int, device: torch.device) -> tuple[float, float, int]:
+    """The worst numbers of all processes, so every process picks the same chunk (or stops with the same error)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return per_row, fixed, budget
+    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    needs = torch.tensor([per_row, fixed], dtype=torch.float64, device=where)
+    room = torch.tensor([float(budget)], dtype=torch.float64, device=where)
+    dist.all_reduce(needs, op=dist.ReduceOp.MAX)
+    dist.all_reduce(room, op=dist.ReduceOp.MIN)
+    return float(needs[0]), float(needs[1]), int(room[0])
+
+
 def plan_memory(model: Any, items: Sequence[dict[str, Any]], batch_size: int, setting: int | str, pad_id: int,
                 pooling: str, device: torch.device, autocast: Callable[[], Any] = contextlib.nullcontext,
                 optimizer_bytes_per_param: int = 8) -> MemoryPlan:
@@ -238,5 +252,6 @@ def plan_memory(model: Any, items: Sequence[dict[str, Any]], batch_size: int, se
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fixed = max(measured[small] - per_row * small, 0.0) + trainable * optimizer_bytes_per_param
     budget, source = available_memory(device)
+    per_row, fixed, budget = _agree_across_processes(per_row, fixed, budget, device)
     chunk = choose_chunk(rows, per_row, fixed, budget, setting)
     return MemoryPlan(rows, width, per_row, fixed, budget, source, chunk, setting)

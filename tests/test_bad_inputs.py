@@ -195,6 +195,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train-empty-s3", ["train", "--config", "{recipe}", "--output", "s3://"], "s3://"),
     ("train-gs", ["train", "--config", "{recipe}", "--output", "gs://b/x"], "gs://b/x"),
     ("train-no-config", ["train"], "--config"),
+    ("train-empty-config", ["train", "--config", ""], "--config is empty"),
     # eval
     ("eval-adapter-missing", ["eval", "--adapter", "{root}/nope"], "nope"),
     ("eval-adapter-is-file", ["eval", "--adapter", "{file}"], "a-file.txt: is a file"),
@@ -220,6 +221,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-output-is-file", [*EVAL, "--adapter", "{adapter}", "--output", "{file}"], "a-file.txt is a file"),
     ("eval-output-under-file", [*EVAL, "--adapter", "{adapter}", "--output", "{file}/x"], "a-file.txt is a file"),
     ("eval-nothing", ["eval"], "--adapter"),
+    ("eval-output-bad-bucket", [*EVAL, "--adapter", "{adapter}", "--output", "s3://Bad_Bucket!!/x"], "Bad_Bucket!!"),
+    ("eval-adapter-bad-bucket", ["eval", "--adapter", "s3://Bad_Bucket!!/x"], "Bad_Bucket!!"),
     # export
     ("export-adapter-missing", ["export", "--adapter", "{root}/nope", "--output", "{root}/e"], "nope"),
     ("export-adapter-is-file", ["export", "--adapter", "{file}", "--output", "{root}/e"], "a-file.txt: is a file"),

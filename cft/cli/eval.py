@@ -85,6 +85,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CFTError(f"--batch-size must be >= 1 (got {args.batch_size})")
     if args.max_length is not None and args.max_length < 2:
         raise CFTError(f"--max-length must be >= 2 (got {args.max_length})")
+    if args.output and "://" in args.output:
+        from cft.storage.bucket import open_bucket
+
+        open_bucket(args.output)  # a bad bucket URI or name fails now, not after the evaluation
     if args.output and "://" not in args.output:
         for folder in (Path(args.output), *Path(args.output).parents):  # refuse before hours of encoding, not after
             if folder.exists() and not folder.is_dir():

@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from cft.training.interrupt import RunInterrupted, sigterm_interrupts
     from cft.training.run import train
 
+    from cft.errors import CFTError
+
+    if not args.config.strip():
+        raise CFTError("--config is empty; give a recipe file, e.g. --config recipes/smollm2-135m.yaml")
     recipe = load_recipe(args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     output = args.output or os.environ.get("BUCKET") or "./cft-runs"

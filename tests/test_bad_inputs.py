@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from cft.cli.main import main
 from conftest import tiny_recipe_yaml, write_triplets_csv
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 class Paths(dict):
     """Fixture paths by name; `{name}` in a case's argv is replaced by the path."""
@@ -120,6 +116,15 @@ ADAPTER_DAMAGE = {  # damaged adapter -> what the line must name
     "bad-tokenizer": "tokenizer",
 }
 
+DATA_CASES = [  # (case, triplet file, what the line must name)
+    ("data-missing", "{root}/nope.csv", "nope.csv"), ("data-folder", "{root}/folder.csv", "folder.csv: is a folder"),
+    ("unbalanced-quote", "{unbalanced.csv}", "unbalanced.csv:2: a quoted field"),
+    ("latin1", "{latin1.csv}", "latin1.csv:2: not valid UTF-8"), ("wrong-columns", "{wrongcols.csv}", "missing column"),
+    ("header-only", "{header-only.csv}", "header-only.csv"), ("bad-jsonl", "{garbage.jsonl}", "garbage.jsonl:1"),
+    ("list-jsonl", "{list.jsonl}", "list.jsonl:1"), ("corrupt-parquet", "{corrupt.parquet}", "corrupt.parquet"),
+    ("unknown-type", "{notes.txt}", "notes.txt"),
+]
+
 CASES: list[tuple[str, list[str], str]] = [
     # recipe files and --set
     ("recipe-missing", _train(config="{root}/nope.yaml"), "nope.yaml"),
@@ -163,25 +168,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model-corrupt-gguf", _train("model.name_or_path={bad.gguf}"), "bad.gguf"),
     ("model-is-a-file", _train("model.name_or_path={file}"), "a-file.txt: is a file"),
     ("gguf-file-missing", _train("model.gguf_file=nope.gguf"), "model.gguf_file nope.gguf"),
-    # data files (through train and prepare)
-    *[(f"{cmd}-{name}", argv, needle) for name, needle in [
-        ("data-missing", "nope.csv"), ("data-folder", "folder.csv: is a folder"),
-        ("unbalanced-quote", "unbalanced.csv:2: a quoted field"), ("latin1", "latin1.csv:2: not valid UTF-8"),
-        ("wrong-columns", "missing column"), ("header-only", "header-only.csv"), ("bad-jsonl", "garbage.jsonl:1"),
-        ("list-jsonl", "list.jsonl:1"), ("corrupt-parquet", "corrupt.parquet"), ("unknown-type", "notes.txt"),
-    ] for cmd, argv in (
-        ("train", _train("data.train_file={" + {"data-missing": "root}/nope.csv", "data-folder": "root}/folder.csv",
-                                                "unbalanced-quote": "unbalanced.csv}", "latin1": "latin1.csv}",
-                                                "wrong-columns": "wrongcols.csv}", "header-only": "header-only.csv}",
-                                                "bad-jsonl": "garbage.jsonl}", "list-jsonl": "list.jsonl}",
-                                                "corrupt-parquet": "corrupt.parquet}", "unknown-type": "notes.txt}",
-                                                }[name])),
-        ("prepare", ["prepare", "{" + {"data-missing": "root}/nope.csv", "data-folder": "root}/folder.csv",
-                                       "unbalanced-quote": "unbalanced.csv}", "latin1": "latin1.csv}",
-                                       "wrong-columns": "wrongcols.csv}", "header-only": "header-only.csv}",
-                                       "bad-jsonl": "garbage.jsonl}", "list-jsonl": "list.jsonl}",
-                                       "corrupt-parquet": "corrupt.parquet}", "unknown-type": "notes.txt}"}[name]]),
-    )],
+    # data files, through train and prepare alike
+    *[case for name, data, needle in DATA_CASES for case in (
+        (f"train-{name}", _train(f"data.train_file={data}"), needle), (f"prepare-{name}", ["prepare", data], needle))],
     ("prepare-columns-no-equals", ["prepare", "{csv}", "--columns", "sent0"], "--columns"),
     ("prepare-columns-unknown", ["prepare", "{csv}", "--columns", "foo=bar"], "--columns"),
     ("prepare-output-folder", ["prepare", "{csv}", "--output", "{dir}"], "a-dir"),
@@ -329,7 +318,3 @@ def test_bom_in_a_local_sts_file_is_read(tmp_path):
     path = tmp_path / "stsb-test.tsv"
     path.write_text("\ufeffsentence1\tsentence2\tscore\na\tb\t1.5\nc\td\t2\n", encoding="utf-8")
     assert read_sts_tsv(path)["sentence1"] == ["a", "c"]
-
-
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))

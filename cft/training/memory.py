@@ -238,6 +238,7 @@ def plan_memory(model: Any, items: Sequence[dict[str, Any]], batch_size: int, se
     to `device` first (the Trainer would do it next anyway), so the probe runs where training will.
     """
     model.to(device)
+    budget, source = available_memory(device)  # before the probe: memory it frees may stay with the allocator
     rows, width, sentences = worst_batch(items, batch_size)
     small = max(1, min(2, rows // 2))
     large = min(2 * small, rows)
@@ -251,7 +252,6 @@ def plan_memory(model: Any, items: Sequence[dict[str, Any]], batch_size: int, se
         per_row = float(measured[small])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fixed = max(measured[small] - per_row * small, 0.0) + trainable * optimizer_bytes_per_param
-    budget, source = available_memory(device)
     per_row, fixed, budget = _agree_across_processes(per_row, fixed, budget, device)
     chunk = choose_chunk(rows, per_row, fixed, budget, setting)
     return MemoryPlan(rows, width, per_row, fixed, budget, source, chunk, setting)

@@ -204,3 +204,12 @@ def test_secret_printed_in_pieces_with_a_pause_is_masked(tmp_path, server):
     for text in written:
         assert token not in text and token[:5] not in text and token[5:] not in text, text
     assert "token=*** done" in _log(tmp_path).read_text()
+
+
+def test_a_storage_error_is_one_line_on_stderr(tmp_path):
+    """botocore lists its regexes over several lines; the wrapper says it in one, and keeps the exit code."""
+    done, _ = _wrap(tmp_path, _base_env(None), ["bash", "-c", "exit 4"], "--bucket", "s3://Bad_Bucket!!/x")
+    assert done.returncode == 4
+    lines = done.stderr.decode().splitlines()
+    [upload] = [line for line in lines if "log upload" in line]
+    assert "Bad_Bucket!!" in upload and all(line.startswith("notify: ") for line in lines), lines

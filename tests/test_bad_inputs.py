@@ -43,6 +43,7 @@ def paths(tmp_path_factory, tiny_model_dir) -> Paths:
 
     rows = "".join(f"a{i},b{i},c{i}\n" for i in range(20))
     write("list.yaml", "- a\n- b\n")
+    write("pairs.csv", "sent0,sent1\n" + "".join(f"a{i},b{i}\n" for i in range(20)))
     write("bad.yaml", "model: [\n")
     write("deep.yaml", "a: " + "[" * 5000 + "]" * 5000)
     write("binary.yaml", b"\xff\xfe\x00bad")
@@ -162,6 +163,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("attention-absent", _train("model.attn_implementation=flash_attention_2"), "flash_attention_2"),
     ("bf16-on-cpu", _train("train.bf16=true"), "train.bf16"),
     ("batch-larger-than-data", _train("train.batch_size=1000"), "train.batch_size"),
+    ("batch-1-pairs-only", _train("train.batch_size=1", "data.train_file={pairs.csv}", "data.negative_column=null"),
+     "train.batch_size=1 on pairs"),
     ("model-missing-path", _train("model.name_or_path={root}/no-model"), "no-model: no such model folder"),
     ("model-empty-folder", _train("model.name_or_path={empty-model}"), "empty-model: no config.json"),
     ("model-truncated", _train("model.name_or_path={truncated-model}"), "truncated-model"),

@@ -223,6 +223,9 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
         if len(dataset) < train_settings.batch_size * args.world_size:
             raise CFTError(f"{recipe.data.train_file}: {len(dataset)} usable triplets, fewer than one batch "
                            f"({train_settings.batch_size} x {args.world_size} processes); lower train.batch_size")
+        if train_settings.batch_size * args.world_size == 1 and not any(item["negative"] for item in dataset.items):
+            raise CFTError(f"train.batch_size=1 on pairs without hard negatives ({recipe.data.train_file}): a batch "
+                           "has no negative, the loss is always 0 and nothing is learned; use train.batch_size >= 2")
 
         backbone = load_backbone(recipe.model, args.device)
         model = build_lora_model(backbone, recipe.lora, train_settings.gradient_checkpointing)

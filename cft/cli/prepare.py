@@ -37,6 +37,8 @@ def parse_columns(text: str | None) -> dict[str, str | None]:
                            "sent0=premise,sent1=hypothesis,hard_neg=contradiction")
         if key not in names:
             raise CFTError(f"--columns: unknown role {key!r}; use sent0, sent1 and hard_neg (got {text!r})")
+        if not value.strip() and key != "hard_neg":
+            raise CFTError(f"--columns: {key}= needs a column name (only hard_neg may be empty, for pairs)")
         mapping[names[key]] = value.strip() or None
     return mapping
 

@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return interrupted.exit_code
     if result.manifest:
         metrics = result.manifest.get("metrics", {})
-        print(f"run {result.run_id}: {result.status}, {result.manifest.get('steps')} steps, "
-              f"loss {metrics.get('first_loss')} -> {metrics.get('final_loss')}; adapter: {result.adapter_uri}")
+        loss = (f", loss {metrics['first_loss']} -> {metrics['final_loss']}" if metrics.get("first_loss") is not None
+                else "")  # no loss is logged before train.logging_steps
+        print(f"run {result.run_id}: {result.status}, {result.manifest.get('steps')} steps{loss}; "
+              f"adapter: {result.adapter_uri}")
     return 0

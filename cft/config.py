@@ -8,6 +8,7 @@ recipe is saved with every run (`config.yaml`), so a run can always be reproduce
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -168,6 +169,10 @@ class TrainSettings:
                            "training process")
         if not 0 <= self.seed <= MAX_SEED:
             raise CFTError(f"train.seed must be between 0 and {MAX_SEED} (got {self.seed})")
+        if 0 < self.max_steps <= self.warmup_steps:
+            logging.getLogger("cft").warning(
+                "train.warmup_steps (%d) >= train.max_steps (%d): the learning rate never reaches "
+                "train.learning_rate", self.warmup_steps, self.max_steps)
         if self.batch_size < 1:
             raise CFTError(f"train.batch_size must be >= 1 (got {self.batch_size})")
         if self.lr_scheduler not in SCHEDULERS:

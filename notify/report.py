@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from notify.manifest import Manifest
 TAIL_LINES = 15
 MAX_LINE_CHARS = 240
 MAX_METRICS = 8
@@ -30,7 +31,8 @@ class Notification:
 
 
 def format_duration(seconds: float) -> str:
-    """``1h 02m 03s``, ``4m 05s``, ``12s`` or ``0.4s``."""
+    """``1h 02m 03s``, ``4m 05s``, ``12s`` or ``0.4s``: a sentence on a phone screen, down to the second (and its
+    tenth for a command that failed at once). ``cft runs`` has its own compact form for table columns."""
     if seconds < 10:
         return f"{max(0.0, seconds):.1f}s"
     total = int(round(seconds))
@@ -121,11 +123,11 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def headline_metrics(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The metrics worth a phone screen: the known headline ones first, then others, at most eight."""
-    metrics = manifest.get("metrics") or {}
-    if not isinstance(metrics, Mapping):
+def headline_metrics(manifest: Manifest | None) -> list[tuple[str, str]]:
+    """The metrics and scores worth a phone screen: the known headline ones first, then others, at most eight."""
+    if manifest is None:
         return []
+    metrics = manifest.flat_metrics()
     names = [m for m in HEADLINE_METRICS if m in metrics]
     names += sorted(m for m in metrics if m not in names and isinstance(metrics[m], (int, float)))
     return [(name, _format_value(metrics[name])) for name in names[:MAX_METRICS]]
@@ -143,7 +145,7 @@ class RunFacts:
     duration_s: float = 0.0
     exit_code: int | None = None
     signal_received: int | None = None
-    manifest: Mapping[str, Any] | None = None
+    manifest: Manifest | None = None
     tail: list[str] = field(default_factory=list)
     reason: str | None = None
 
@@ -165,8 +167,8 @@ def started(facts: RunFacts) -> Notification:
 
 def succeeded(facts: RunFacts) -> Notification:
     lines = [f"**{facts.name}** succeeded in {format_duration(facts.duration_s)} on `{facts.host}`.", ""]
-    lines += [f"- {name}: **{value}**" for name, value in headline_metrics(facts.manifest or {})]
-    adapter = (facts.manifest or {}).get("adapter")
+    lines += [f"- {name}: **{value}**" for name, value in headline_metrics(facts.manifest)]
+    adapter = facts.manifest.adapter if facts.manifest else None
     if adapter:
         lines.append(f"- adapter: `{adapter}`")
     lines += _common_lines(facts)

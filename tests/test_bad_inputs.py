@@ -77,6 +77,7 @@ def paths(tmp_path_factory, tiny_model_dir) -> Paths:
     p["deep-bucket"] = str(root / "deep-bucket")
 
     metadata = json.loads((adapter / "cft_metadata.json").read_text())
+    model = metadata["model"]  # the recipe's ModelConfig (format 2); v1-* cases write the first build's flat format
     damage = {
         "no-adapter-config": lambda d: (d / "adapter_config.json").unlink(),
         "bad-adapter-config": lambda d: (d / "adapter_config.json").write_text("{bad"),
@@ -84,12 +85,16 @@ def paths(tmp_path_factory, tiny_model_dir) -> Paths:
         "no-metadata": lambda d: (d / "cft_metadata.json").unlink(),
         "bad-metadata": lambda d: (d / "cft_metadata.json").write_text("{bad"),
         "list-metadata": lambda d: (d / "cft_metadata.json").write_text("[1]"),
-        "pooling-metadata": lambda d: (d / "cft_metadata.json").write_text(json.dumps({**metadata, "pooling": "cls"})),
-        "length-metadata": lambda d: (d / "cft_metadata.json").write_text(json.dumps({**metadata, "max_length": "x"})),
+        "pooling-metadata": lambda d: (d / "cft_metadata.json").write_text(
+            json.dumps({**metadata, "model": {**model, "pooling": "cls"}})),
+        "length-metadata": lambda d: (d / "cft_metadata.json").write_text(
+            json.dumps({**metadata, "model": {**model, "max_length": "x"}})),
         "no-base-metadata": lambda d: (d / "cft_metadata.json").write_text(
-            json.dumps({k: v for k, v in metadata.items() if k != "base_model"})),
+            json.dumps({**metadata, "model": {k: v for k, v in model.items() if k != "name_or_path"}})),
         "gone-base-metadata": lambda d: (d / "cft_metadata.json").write_text(
-            json.dumps({**metadata, "base_model": str(root / "gone-base")})),
+            json.dumps({**metadata, "model": {**model, "name_or_path": str(root / "gone-base")}})),
+        "v1-length-metadata": lambda d: (d / "cft_metadata.json").write_text(json.dumps(
+            {"base_model": model["name_or_path"], "pooling": model["pooling"], "max_length": "x"})),
         "truncated-weights": lambda d: (d / "adapter_model.safetensors").write_bytes(b"\x08\x00\x00"),
         "no-weights": lambda d: (d / "adapter_model.safetensors").unlink(),
         "bad-tokenizer": lambda d: (d / "tokenizer.json").write_text("{bad"),
@@ -111,8 +116,9 @@ ADAPTER_DAMAGE = {  # damaged adapter -> what the line must name
     "no-adapter-config": "adapter_config.json", "bad-adapter-config": "bad-adapter-config",
     "list-adapter-config": "list-adapter-config", "no-metadata": "cft_metadata.json",
     "bad-metadata": "cft_metadata.json", "list-metadata": "cft_metadata.json",
-    "pooling-metadata": "cft_metadata.json: pooling", "length-metadata": "cft_metadata.json: max_length",
-    "no-base-metadata": "base_model", "gone-base-metadata": "gone-base: no such model folder",
+    "pooling-metadata": "cft_metadata.json: model.pooling", "length-metadata": "cft_metadata.json: model.max_length",
+    "no-base-metadata": "model.name_or_path", "gone-base-metadata": "gone-base: no such model folder",
+    "v1-length-metadata": "cft_metadata.json: max_length",
     "truncated-weights": "truncated-weights", "no-weights": "adapter_model.safetensors",
     "bad-tokenizer": "tokenizer",
 }

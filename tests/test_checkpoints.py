@@ -101,8 +101,8 @@ def test_kill_mid_download_then_resume_on_another_node(tmp_path, tiny_model_dir,
         with pytest.raises(Killed):
             _train(recipe, where)
     result = _train(recipe, where)
-    assert result.manifest["resumed_from_step"] == 10
-    assert result.manifest["steps"] == 20
+    assert result.manifest.resumed_from_step == 10
+    assert result.manifest.steps == 20
 
 
 def test_kill_between_data_and_marker_keeps_the_previous_checkpoint(where, tiny_model_dir, triplets_csv, monkeypatch):
@@ -114,8 +114,8 @@ def test_kill_between_data_and_marker_keeps_the_previous_checkpoint(where, tiny_
             _train(recipe, where)
     assert where.checkpoints("r") == {"checkpoint-10": True, "checkpoint-20": False}
     result = _train(recipe, where)
-    assert result.manifest["resumed_from_step"] == 10
-    assert result.manifest["steps"] == 30
+    assert result.manifest.resumed_from_step == 10
+    assert result.manifest.steps == 30
     assert where.checkpoints("r") == {"checkpoint-30": True}
 
 
@@ -136,7 +136,7 @@ def test_kill_during_rotation_keeps_a_complete_checkpoint(where, nth, tiny_model
             _train(recipe, where)
     assert where.checkpoints("r")["checkpoint-20"] is True
     result = _train(recipe, where)
-    assert result.manifest["resumed_from_step"] == 20
+    assert result.manifest.resumed_from_step == 20
     assert where.checkpoints("r") == {"checkpoint-30": True}  # leftovers of the killed rotation are gone too
 
 
@@ -177,8 +177,8 @@ def test_damaged_newest_checkpoint_falls_back_to_the_older(damage, two_checkpoin
     shutil.copytree(source, tmp_path / "bucket")
     DAMAGES[damage](tmp_path / "bucket" / "runs" / "r" / "checkpoints" / "checkpoint-20")
     result = _train(recipe, Where("local", tmp_path))
-    assert result.manifest["resumed_from_step"] == 10
-    assert result.manifest["steps"] == 30
+    assert result.manifest.resumed_from_step == 10
+    assert result.manifest.steps == 30
     err = capsys.readouterr().err
     assert "resumed from checkpoint step 10, skipping damaged (checkpoint-20" in err
     [note] = [p for p in ntfy.published if p.title == "cft: resumed"]
@@ -195,7 +195,7 @@ def test_damaged_checkpoint_in_s3_falls_back(tmp_path, tiny_model_dir, triplets_
     body = s3_server.client.get_object(Bucket=S3_BUCKET, Key=key)["Body"].read()
     s3_server.client.put_object(Bucket=S3_BUCKET, Key=key, Body=body[: len(body) // 2])
     result = _train(recipe, where)
-    assert result.manifest["resumed_from_step"] == 10
+    assert result.manifest.resumed_from_step == 10
 
 
 def test_no_usable_checkpoint_starts_over_and_says_so(two_checkpoints, tmp_path, ntfy, capsys):
@@ -204,7 +204,7 @@ def test_no_usable_checkpoint_starts_over_and_says_so(two_checkpoints, tmp_path,
     for name in ("checkpoint-10", "checkpoint-20"):
         _truncate(tmp_path / "bucket" / "runs" / "r" / "checkpoints" / name / "optimizer.pt")
     result = _train(recipe, Where("local", tmp_path))
-    assert result.manifest["resumed_from_step"] is None and result.manifest["steps"] == 30
+    assert result.manifest.resumed_from_step is None and result.manifest.steps == 30
     assert "no usable checkpoint" in capsys.readouterr().err
     assert [p.title for p in ntfy.published] == ["cft: starting over"]
 
@@ -224,8 +224,8 @@ def test_real_sigkill_mid_download(tmp_path, tiny_model_dir, triplets_csv, s3_se
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert (tmp_path / "node-2" / "r" / "checkpoints" / ".checkpoint-10.partial").is_dir()  # what the kill left
     result = _train(recipe, where)
-    assert result.manifest["resumed_from_step"] == 10
-    assert result.manifest["steps"] == 20
+    assert result.manifest.resumed_from_step == 10
+    assert result.manifest.steps == 20
     local = tmp_path / "node-2" / "r" / "checkpoints"
     assert sorted(p.name for p in local.iterdir()) == ["checkpoint-10", "checkpoint-20"]
 
@@ -241,5 +241,5 @@ def test_real_sigkill_between_data_and_marker_on_a_local_folder(tmp_path, tiny_m
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert where.checkpoints("r") == {"checkpoint-10": True, "checkpoint-20": False}
     result = _train(recipe, where)
-    assert result.manifest["resumed_from_step"] == 10
+    assert result.manifest.resumed_from_step == 10
     assert where.checkpoints("r") == {"checkpoint-30": True}

@@ -43,4 +43,5 @@ def test_demo_runs_end_to_end(tmp_path, tiny_model_dir):
         assert (run / name).exists(), name
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "succeeded"
-    assert {"cft-demo-STS", "cft-demo-STS (base)"} <= set(manifest["metrics"])
+    assert manifest["schema_version"] == 2 and set(manifest["scores"]) == {"cft-demo-STS"}
+    assert set(manifest["eval"]["baseline"]) == {"cft-demo-STS"}

@@ -195,6 +195,7 @@ def test_adapter_scores_reach_its_runs_manifest(tmp_path, tiny_model_dir, triple
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     manifest = json.loads((tmp_path / "bucket" / "runs" / "scored" / "manifest.json").read_text())
-    assert "sts_mean" in manifest["metrics"] and "BIOSSES" in manifest["metrics"]
+    assert "sts_mean" in manifest["scores"] and "BIOSSES" in manifest["scores"]  # scores, not training metrics
+    assert set(manifest["metrics"]) == {"train_loss", "final_loss", "first_loss"}
     assert manifest["eval"]["summary"].endswith("runs/scored/eval/summary.json")
     assert manifest["status"] == "succeeded" and manifest["steps"] == 4

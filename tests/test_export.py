@@ -94,7 +94,7 @@ def test_prompt_template_becomes_the_default_prompt(exported):
     from sentence_transformers import SentenceTransformer
 
     adapter, target = exported["sp"]
-    assert AdapterMetadata.load(adapter).prompt_template == "query: {}"
+    assert AdapterMetadata.load(adapter).model.prompt_template == "query: {}"
     model = SentenceTransformer(str(target / "st"), device="cpu")
     assert model.default_prompt_name == "cft" and model.prompts["cft"] == "query: "
     expected = cft_embeddings(adapter)
@@ -110,19 +110,19 @@ def test_merged_folder_loads_with_automodel(exported, kind):
     adapter, target = exported[kind]
     hf = target / "hf"
     metadata = json.loads((hf / "cft_metadata.json").read_text())
-    assert metadata["merged"] is True and metadata["exported_from"] == adapter and metadata["max_length"] == 32
+    assert metadata["merged"] is True and metadata["exported_from"] == adapter and metadata["model"]["max_length"] == 32
     assert not (hf / "adapter_config.json").exists()  # a plain model, no PEFT left
 
     model = AutoModel.from_pretrained(str(hf)).eval()
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(hf)))
-    template = metadata["prompt_template"]
-    batch = pad_batch(tokenize_with_eos(tokenizer, TEXTS, metadata["max_length"], template), tokenizer.pad_token_id)
+    template = metadata["model"]["prompt_template"]
+    batch = pad_batch(tokenize_with_eos(tokenizer, TEXTS, metadata["model"]["max_length"], template), tokenizer.pad_token_id)
     with torch.no_grad():
         hidden = model(**batch).last_hidden_state
-    got = torch.nn.functional.normalize(pool(hidden, batch["attention_mask"], metadata["pooling"]), dim=-1).numpy()
+    got = torch.nn.functional.normalize(pool(hidden, batch["attention_mask"], metadata["model"]["pooling"]), dim=-1).numpy()
     np.testing.assert_allclose(got, cft_embeddings(adapter), atol=TOLERANCE)
     # and through cft's own loader for base models
-    encoder = TextEncoder.from_base(str(hf), pooling=metadata["pooling"], max_length=32, prompt_template=template,
+    encoder = TextEncoder.from_base(str(hf), pooling=metadata["model"]["pooling"], max_length=32, prompt_template=template,
                                     device="cpu")
     np.testing.assert_allclose(encoder.encode(TEXTS), cft_embeddings(adapter), atol=TOLERANCE)
 
@@ -177,14 +177,14 @@ def test_template_with_text_after_the_sentence_is_refused(trained, tmp_path):
     adapter = tmp_path / "adapter"
     shutil.copytree(adapters["bpe"], adapter)
     metadata = json.loads((adapter / "cft_metadata.json").read_text())
-    metadata["prompt_template"] = 'This sentence: "{}" means in one word: "'
+    metadata["model"]["prompt_template"] = 'This sentence: "{}" means in one word: "'
     (adapter / "cft_metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(CFTError, match="puts text after the sentence.*--format hf"):
         export_adapter(str(adapter), tmp_path / "out", fmt="st")
     assert not (tmp_path / "out").exists()
     # the merged model has no such limit: cft's metadata carries the template
     result = export_adapter(str(adapter), tmp_path / "out", fmt="hf", device="cpu", verify=False)
-    assert json.loads((result.hf_dir / "cft_metadata.json").read_text())["prompt_template"].endswith('"')
+    assert json.loads((result.hf_dir / "cft_metadata.json").read_text())["model"]["prompt_template"].endswith('"')
 
 
 def test_output_must_not_hold_the_adapter(trained):

@@ -64,7 +64,7 @@ def test_sigterm_is_recorded_as_interrupted_and_the_next_start_resumes(tmp_path,
     assert "interrupted by SIGTERM at step 15" in record.reason
 
     result = train(load_recipe(recipe), str(recipe), output=str(bucket), run_id="pre")
-    assert result.manifest["resumed_from_step"] == 10 and result.manifest["status"] == "succeeded"
+    assert result.manifest.resumed_from_step == 10 and result.manifest.status == "succeeded"
     assert list_runs(open_bucket(bucket))[0].status == "succeeded"
 
 

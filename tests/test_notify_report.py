@@ -5,6 +5,7 @@ import json
 import pytest
 
 from notify import report
+from notify.manifest import Manifest
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0.42, "0.4s"), (12, "12s"), (245, "4m 05s"), (3723, "1h 02m 03s")])
@@ -38,11 +39,13 @@ def test_tail_collapses_progress_bars_and_keeps_the_last_lines(tmp_path):
 
 
 def test_headline_metrics_order_and_limit():
-    metrics = {f"task{i}": float(i) for i in range(10)} | {"train_loss": 0.123456, "sts_mean": 83.9, "note": "x"}
-    shown = report.headline_metrics({"metrics": metrics})
+    scores = {f"task{i}": float(i) for i in range(10)} | {"sts_mean": 83.9}
+    manifest = Manifest(run_id="r", status="succeeded", model="m", recipe="r.yaml", scores=scores,
+                        metrics={"train_loss": 0.123456, "note": None})
+    shown = report.headline_metrics(manifest)
     assert shown[:2] == [("sts_mean", "83.9"), ("train_loss", "0.1235")]
-    assert len(shown) == report.MAX_METRICS and ("note", "x") not in shown
-    assert report.headline_metrics({}) == []
+    assert len(shown) == report.MAX_METRICS and ("note", "None") not in shown
+    assert report.headline_metrics(None) == []
 
 
 TORCHRUN_FAILURE = """step 10 loss 2.1

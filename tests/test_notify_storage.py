@@ -7,6 +7,9 @@ import pytest
 
 from notify.storage import StorageError, read_manifest, run_prefix, upload_log
 
+MANIFEST = {"run_id": "r1", "status": "succeeded", "model": "m", "recipe": "r.yaml", "started_at": None,
+            "finished_at": None, "duration_s": 1.0, "steps": 3, "adapter": "s3://x", "metrics": {"train_loss": 0.5}}
+
 
 def test_run_prefix():
     assert run_prefix("s3://b/cft/", "r1") == "s3://b/cft/runs/r1/"
@@ -17,8 +20,8 @@ def test_local_bucket_manifest_and_log(tmp_path):
     bucket = tmp_path / "bucket"
     assert read_manifest(str(bucket), "r1") is None
     (bucket / "runs" / "r1").mkdir(parents=True)
-    (bucket / "runs" / "r1" / "manifest.json").write_text(json.dumps({"run_id": "r1", "metrics": {"x": 1.0}}))
-    assert read_manifest(f"file://{bucket}", "r1")["metrics"] == {"x": 1.0}
+    (bucket / "runs" / "r1" / "manifest.json").write_text(json.dumps(MANIFEST))
+    assert read_manifest(f"file://{bucket}", "r1").metrics == {"train_loss": 0.5}
     log = tmp_path / "train-20260102-030405.log"
     log.write_text("line\n")
     where = upload_log(str(bucket), "r1", log)
@@ -29,7 +32,7 @@ def test_local_bucket_manifest_and_log(tmp_path):
 def test_broken_manifest_is_one_clear_error(tmp_path):
     (tmp_path / "runs" / "r1").mkdir(parents=True)
     (tmp_path / "runs" / "r1" / "manifest.json").write_text("{not json")
-    with pytest.raises(StorageError, match="manifest of run r1 is not valid JSON"):
+    with pytest.raises(StorageError, match="manifest of run r1 cannot be used: manifest.json is not JSON"):
         read_manifest(str(tmp_path), "r1")
 
 
@@ -44,8 +47,8 @@ def test_s3_bucket_with_boto3(tmp_path, monkeypatch):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="cft-bucket")
         assert read_manifest("s3://cft-bucket/team", "r1", env={}) is None
-        s3.put_object(Bucket="cft-bucket", Key="team/runs/r1/manifest.json", Body=b'{"adapter": "s3://x"}')
-        assert read_manifest("s3://cft-bucket/team", "r1", env={}) == {"adapter": "s3://x"}
+        s3.put_object(Bucket="cft-bucket", Key="team/runs/r1/manifest.json", Body=json.dumps(MANIFEST).encode())
+        assert read_manifest("s3://cft-bucket/team", "r1", env={}).adapter == "s3://x"
         log = tmp_path / "eval-20260102-030405.log"
         log.write_text("done\n")
         assert upload_log("s3://cft-bucket/team", "r1", log, env={}) == f"s3://cft-bucket/team/runs/r1/logs/{log.name}"

@@ -155,6 +155,7 @@ def test_success_reports_manifest_metrics_and_uploads_the_log(tmp_path, server):
         "prefix = pathlib.Path(os.environ['BUCKET']) / 'runs' / os.environ['RUN_ID']\n"
         "prefix.mkdir(parents=True)\n"
         "manifest = {'run_id': os.environ['RUN_ID'], 'status': 'succeeded', 'duration_s': 12.5,\n"
+        "            'model': 'm', 'recipe': 'r.yaml', 'started_at': None, 'finished_at': None, 'steps': 3,\n"
         "            'metrics': {'train_loss': 0.41234, 'sts_mean': 83.9, 'STSBenchmark': 85.12},\n"
         "            'adapter': str(prefix / 'adapter')}\n"
         "(prefix / 'manifest.json').write_text(json.dumps(manifest))\n"

@@ -9,8 +9,8 @@ import pytest
 
 from cft.cli.main import main
 from cft.errors import CFTError
-from cft.registry import ManifestError, list_runs, load_run, parse_manifest
-from cft.registry.render import format_duration
+from cft.registry import Manifest, ManifestError, list_runs, load_run
+from cft.registry.durations import format_duration
 from cft.storage.bucket import open_bucket
 from s3_server import S3Server
 
@@ -280,7 +280,7 @@ def test_failed_run_restarted_under_its_id_is_running(tmp_path):
 
 MANIFEST_CASES = [
     ("[1, 2]", "holds list, not an object"),
-    (json.dumps({**manifest("r"), "status": "done"}), "status must be one of succeeded, failed (got 'done')"),
+    (json.dumps({**manifest("r"), "status": "done"}), "status must be one of succeeded, failed, running, interrupted (got 'done')"),
     (json.dumps({**manifest("r"), "steps": True}), "steps must be an integer or null (got bool True)"),
     (json.dumps({**manifest("r"), "duration_s": "1h"}), "duration_s must be a number or null"),
     (json.dumps({**manifest("r"), "metrics": [1]}), "metrics must be an object"),
@@ -293,13 +293,13 @@ MANIFEST_CASES = [
 @pytest.mark.parametrize(("text", "message"), MANIFEST_CASES)
 def test_manifest_problems_are_named(text, message):
     with pytest.raises(ManifestError, match="manifest.json") as error:
-        parse_manifest(text)
+        Manifest.from_json(text)
     assert message in str(error.value)
 
 
 def test_valid_manifests_parse():
-    assert parse_manifest(json.dumps(manifest("r")))["steps"] == 100
-    assert parse_manifest(json.dumps(failed_manifest("r")))["status"] == "failed"
+    assert Manifest.from_json(json.dumps(manifest("r"))).steps == 100
+    assert Manifest.from_json(json.dumps(failed_manifest("r"))).status == "failed"
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (0.4, "0s"), (42, "42s"), (185, "3m05s"),

@@ -29,7 +29,7 @@ def test_thirty_steps_lower_the_loss(finished_run):
         (run_dir / "checkpoints" / "checkpoint-30" / "trainer_state.json").read_text())["log_history"] if "loss" in entry]
     assert len(losses) == 6
     assert losses[-1] < 0.7 * losses[0]
-    assert result.manifest["steps"] == 30
+    assert result.manifest.steps == 30
 
 
 def test_run_layout_and_manifest(finished_run):
@@ -59,6 +59,24 @@ def test_saved_adapter_reloads_with_identical_embeddings(finished_run):
     np.testing.assert_array_equal(first.encode(TEXTS), second.encode(TEXTS))
 
 
+def test_an_adapter_with_first_build_metadata_embeds_the_same(finished_run, tmp_path):
+    """The first build spelt the model's fields out at the top of cft_metadata.json; such adapters still load."""
+    import shutil
+
+    run_dir, _ = finished_run
+    saved = json.loads((run_dir / "adapter" / "cft_metadata.json").read_text())
+    model = saved.pop("model")
+    assert model["max_length"] == 32 and "base_model" not in saved  # this build saves the ModelConfig itself
+    first_build = {**{k: v for k, v in saved.items() if k != "format_version"}, "base_model": model["name_or_path"],
+                   **{k: model[k] for k in ("gguf_file", "revision", "trust_remote_code", "pooling", "max_length",
+                                            "prompt_template", "dtype")}}
+    old = shutil.copytree(run_dir / "adapter", tmp_path / "adapter")
+    (old / "cft_metadata.json").write_text(json.dumps(first_build))
+    expected = TextEncoder.from_adapter(run_dir / "adapter", device="cpu").encode(TEXTS)
+    # the first build's file does not name the attention kernel (sdpa then, the recipe's eager now): rounding only
+    np.testing.assert_allclose(TextEncoder.from_adapter(old, device="cpu").encode(TEXTS), expected, atol=1e-5)
+
+
 def test_adapter_changes_the_embeddings(finished_run, tiny_model_dir):
     run_dir, _ = finished_run
     adapted = TextEncoder.from_adapter(str(run_dir / "adapter"), device="cpu")
@@ -73,7 +91,7 @@ def test_finished_run_is_not_trained_again(finished_run, tiny_model_dir, triplet
     run_dir, result = finished_run
     recipe = load_recipe(run_dir / "config.yaml")
     again = train(recipe, "tiny.yaml", output=str(run_dir.parent.parent), run_id="tiny-1")
-    assert again.manifest["finished_at"] == result.manifest["finished_at"]
+    assert again.manifest.finished_at == result.manifest.finished_at
 
 
 class StopAt(TrainerCallback):
@@ -103,9 +121,9 @@ def test_stopped_run_resumes_from_its_checkpoint(tmp_path, tiny_model_dir, tripl
 
     result = train(load_recipe(recipe_path), str(recipe_path), output=str(bucket), run_id="r",
                    extra_callbacks=[Record()])
-    assert result.manifest["resumed_from_step"] == 20
+    assert result.manifest.resumed_from_step == 20
     assert steps_seen[0] == 21 and steps_seen[-1] == 30
-    assert result.manifest["status"] == "succeeded"
+    assert result.manifest.status == "succeeded"
 
 
 def test_half_written_checkpoint_is_ignored(tmp_path, tiny_model_dir, triplets_csv):
@@ -119,7 +137,7 @@ def test_half_written_checkpoint_is_ignored(tmp_path, tiny_model_dir, triplets_c
     broken.mkdir()
     (broken / "adapter_model.safetensors").write_bytes(b"partial")
     result = train(load_recipe(recipe_path), str(recipe_path), output=str(bucket), run_id="r")
-    assert result.manifest["resumed_from_step"] == 10
+    assert result.manifest.resumed_from_step == 10
 
 
 def test_non_finite_loss_stops_the_run_with_one_line(tmp_path, tiny_model_dir, triplets_csv, monkeypatch, capsys):
@@ -144,8 +162,8 @@ def test_grad_cache_recipe_option_trains(tmp_path, tiny_model_dir, triplets_csv)
     recipe_path = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=10,
                                    grad_cache_chunk_size=5)
     result = train(load_recipe(recipe_path), str(recipe_path), output=str(tmp_path / "bucket"), run_id="gc")
-    assert result.manifest["steps"] == 10
-    assert result.manifest["metrics"]["final_loss"] < result.manifest["metrics"]["first_loss"]
+    assert result.manifest.steps == 10
+    assert result.manifest.metrics["final_loss"] < result.manifest.metrics["first_loss"]
 
 
 def test_secret_passed_through_set_is_masked_in_config_and_manifest(tmp_path, tiny_model_dir, triplets_csv,

@@ -154,7 +154,7 @@ def _record_in_run(adapter: str, run: object, output: str) -> None:
     kinds = {mteb.get_task(name).metadata.type for name in summary["tasks"]}
     key = {frozenset({"STS"}): "sts_mean", frozenset({"Retrieval"}): "retrieval_mean"}.get(frozenset(kinds), "eval_mean")
     scores = {**summary["tasks"], key: summary["mean"]}
-    if record_scores(adapter, scores, f"{output.rstrip('/')}/summary.json"):
+    if record_scores(adapter, scores, f"{output.rstrip('/')}/summary.json") is not None:
         print(f"scores added to the run's manifest ({key} {summary['mean']:.2f})")
 
 
@@ -167,12 +167,13 @@ def _encoders(args: argparse.Namespace, compare: list[str] | None):  # noqa: ANN
         return
 
     from cft.modeling.encoder import TextEncoder
+    from cft.storage.bucket import materialize
 
     if args.model:
         options = {k: v for k, v in (("pooling", args.pooling), ("max_length", args.max_length)) if v is not None}
         yield "base", TextEncoder.from_base(args.model, gguf_file=args.gguf_file, device=args.device, **options)
         return
-    adapted = TextEncoder.from_adapter(args.adapter, device=args.device)
+    adapted = TextEncoder.from_adapter(materialize(args.adapter), device=args.device)
     if not compare:
         yield "adapter", adapted
         return

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from cft.export.merge import EXPORT_DTYPES
+    from cft.export.options import EXPORT_DTYPES, FORMATS
 
     parser = subparsers.add_parser(
         "export",
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--adapter", "-a", required=True,
                         help="adapter folder or s3:// URI (<bucket>/runs/<run_id>/adapter; a local run folder works too)")
     parser.add_argument("--output", "-o", required=True, help="folder to write (must be empty or absent, unless --force)")
-    parser.add_argument("--format", "-f", dest="fmt", choices=("hf", "st", "both"), default="both",
+    parser.add_argument("--format", "-f", dest="fmt", choices=FORMATS, default="both",
                         help="hf: merged transformers model; st: sentence-transformers model; "
                              "both (default): DIR/hf and DIR/st")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --output folder")

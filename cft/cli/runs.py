@@ -6,6 +6,7 @@ import argparse
 import os
 
 from cft.errors import CFTError
+from notify.run_layout import RUNS_DIR
 
 USAGE = "cft runs [BUCKET_ROOT] | cft runs show RUN_ID [BUCKET_ROOT] | cft runs compare A B [BUCKET_ROOT]"
 
@@ -54,10 +55,10 @@ def split_run_ref(ref: str) -> tuple[str | None, str]:
     if "/" not in text:
         return None, text
     parent, _, run_id = text.rpartition("/")
-    if parent == "runs":
+    if parent == RUNS_DIR:
         return ".", run_id
-    if parent.endswith("/runs"):
-        return parent[: -len("/runs")] or "/", run_id
+    if parent.endswith(f"/{RUNS_DIR}"):
+        return parent[: -len(RUNS_DIR) - 1] or "/", run_id
     raise CFTError(f"{ref}: give a run id, or a run folder <BUCKET_ROOT>/runs/<run_id>")
 
 
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if action == "show":
         (one,) = details
         if args.json:
-            payload = {"run": one.record.to_dict(with_files=True), "manifest": one.record.manifest,
+            payload = {"run": one.record.to_dict(with_files=True), "manifest": one.record.manifest and one.record.manifest.to_dict(),
                        "config": one.config, "config_error": one.config_error,
                        "eval": one.eval_summary, "eval_error": one.eval_error}
             print(to_json(payload))

@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return interrupted.exit_code
     if result.manifest:
-        metrics = result.manifest.get("metrics", {})
+        metrics = result.manifest.metrics
         loss = (f", loss {metrics['first_loss']} -> {metrics['final_loss']}" if metrics.get("first_loss") is not None
                 else "")  # no loss is logged before train.logging_steps
-        print(f"run {result.run_id}: {result.status}, {result.manifest.get('steps')} steps{loss}; "
+        print(f"run {result.run_id}: {result.status}, {result.manifest.steps} steps{loss}; "
               f"adapter: {result.adapter_uri}")
     return 0

@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from cft.data.triplets import Triplet
+from cft.losses.info_nce import split_embeddings
 from cft.modeling.tokenization import pad_batch, tokenize_with_eos
+
+# split_embeddings (the loss's view of these rows) is re-exported for benchmarks/bench_train.py until it is split.
+__all__ = ["TokenizedTriplets", "TripletCollator", "split_embeddings"]
 
 
 class TokenizedTriplets(Dataset):
@@ -63,11 +66,3 @@ class TripletCollator:
         batch["lengths"] = [len(ids) for ids in rows]  # host-side, so planning never waits on the GPU
         batch["n_tokens"] = sum(batch["lengths"])
         return batch
-
-
-def split_embeddings(embeddings: torch.Tensor, n_anchors: int, n_negatives: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, dim) -> anchors (n, dim), positives (n, dim), negatives (n_negatives, dim)."""
-    anchors = embeddings[:n_anchors]
-    positives = embeddings[n_anchors:2 * n_anchors]
-    negatives = embeddings[2 * n_anchors:2 * n_anchors + n_negatives]
-    return anchors, positives, negatives

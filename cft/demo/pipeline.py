@@ -41,16 +41,9 @@ def demo_recipe(model: str, steps: int, batch_size: int) -> Recipe:
 
 def demo_task() -> Any:
     """The shipped STS sample as an mteb STS task (mteb's evaluator and main score), named for what it is."""
-    import mteb
+    from cft.evaluation.local_tasks import sts_file_task
 
-    from cft.evaluation.local_tasks import _fingerprint, _localize
-
-    task = _localize(mteb.get_task("STSBenchmark"), STS_SAMPLE, _fingerprint([STS_SAMPLE]))
-    cls = type(task)
-    cls.metadata = cls.metadata.model_copy(update={
-        "name": DEMO_TASK, "description": "cft's demo sample: sentence pairs scored 0-5 by shared meaning",
-        "reference": None})
-    return task
+    return sts_file_task(STS_SAMPLE, DEMO_TASK, "cft's demo sample: sentence pairs scored 0-5 by shared meaning")
 
 
 def _evaluate(encoder: Any, label: str) -> Any:
@@ -69,9 +62,10 @@ def run_demo(model: str = "embedded:smollm2-135m", steps: int = 30, batch_size: 
     """Runs the demo and returns its summary: scores before and after, where everything is, wall time."""
     from cft.evaluation.report import write_report
     from cft.modeling.encoder import TextEncoder
-    from cft.storage.bucket import open_bucket
-    from cft.storage.manifest import read_manifest, write_manifest
+    from cft.storage.bucket import materialize, open_bucket
+    from cft.storage.manifest import record_scores
     from cft.training.run import train
+    from notify.run_layout import TRAINING_PLOT, RunPaths
 
     started = time.time()
     run_id = run_id or time.strftime("demo-%Y%m%d-%H%M%S")
@@ -89,28 +83,24 @@ def run_demo(model: str = "embedded:smollm2-135m", steps: int = 30, batch_size: 
     result = train(demo_recipe(model, steps, batch_size), "cft demo", output=output, run_id=run_id)
 
     _say("\n[3/4] evaluating the adapter ...")
-    adapter = TextEncoder.from_adapter(result.adapter_uri)
+    adapter = TextEncoder.from_adapter(materialize(result.adapter_uri))
     adapter_run = _evaluate(adapter, "adapter")
     after_score = adapter_run.summary["mean"]
 
     _say("\n[4/4] before / after")
-    bucket = open_bucket(output)
-    run_prefix = f"runs/{result.run_id}"
-    eval_dir = bucket.join(run_prefix, "eval")
+    bucket, paths = open_bucket(output), RunPaths(result.run_id)
+    eval_dir = bucket.join(paths.eval)
     summary = write_report({"base": base_run, "adapter": adapter_run}, eval_dir)
     _say(_table(base_score, after_score))
-
-    manifest = read_manifest(bucket, run_prefix) or result.manifest
-    manifest.setdefault("metrics", {}).update({f"{DEMO_TASK} (base)": round(base_score, 2), DEMO_TASK: round(after_score, 2)})
-    manifest["eval"] = {"summary": bucket.join(run_prefix, "eval", "summary.json"), "tasks": [DEMO_TASK]}
-    write_manifest(bucket, run_prefix, manifest)
+    record_scores(result.adapter_uri, {DEMO_TASK: after_score}, bucket.join(paths.eval_summary),
+                  baseline={DEMO_TASK: base_score})
     wall = time.time() - started
 
     message = (f"**demo** succeeded in {wall / 60:.1f} min.\n\n- {DEMO_TASK}: **{base_score:.1f} -> {after_score:.1f}**"
                f"\n- adapter: `{result.adapter_uri}`")
     _notify(message)
     _say(f"\nadapter:  {result.adapter_uri}\nresults:  {eval_dir}/summary.md, compare.png\n"
-         f"training: {bucket.join(run_prefix, 'training.png')}\nmanifest: {bucket.join(run_prefix, 'manifest.json')}\n"
+         f"training: {bucket.join(paths.key(TRAINING_PLOT))}\nmanifest: {bucket.join(paths.manifest)}\n"
          f"wall time: {wall / 60:.1f} min\n\nThe same on a cloud GPU (see docs/cloud.md):\n{CLOUD_COMMANDS}")
     return {"run_id": result.run_id, "base": base_score, "adapter": after_score, "wall_s": wall,
             "adapter_uri": result.adapter_uri, "eval": summary.get("output")}

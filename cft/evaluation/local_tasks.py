@@ -112,6 +112,16 @@ def local_task(spec: TaskSpec, data_dir: str | Path) -> AbsTask:
     return _localize(task, path, _fingerprint(files))
 
 
+def sts_file_task(path: Path, name: str, description: str, template: str = "STSBenchmark") -> AbsTask:
+    """A task of its own over one STS .tsv file, scored by mteb's `template` task (its evaluator and main score)."""
+    import mteb
+
+    task = _localize(mteb.get_task(template), path, _fingerprint([path]))
+    cls = type(task)  # the task's own subclass (see _localize), so renaming it leaves mteb's task as it was
+    cls.metadata = cls.metadata.model_copy(update={"name": name, "description": description, "reference": None})
+    return task
+
+
 def _fingerprint(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for f in files:

@@ -14,7 +14,6 @@ name, so two different models or two settings of one model never share a cache e
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -179,9 +178,9 @@ class MTEBEncoder(AbsEncoder):
             "document_instruction": self.document_instruction,
         }
         metadata = getattr(self.model, "metadata", None)
-        if metadata is not None and dataclasses.is_dataclass(metadata):
+        if metadata is not None and hasattr(metadata, "embedding_settings"):
             volatile = {"cft_version", "run_id", "recipe", "prompt_template"}
-            out["encoder"] = {k: v for k, v in dataclasses.asdict(metadata).items() if k not in volatile}
+            out["encoder"] = {k: v for k, v in metadata.embedding_settings().items() if k not in volatile}
         return out
 
     def _instruction(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cft import __version__
 from cft.errors import CFTError
+from notify.run_layout import ADAPTER_DIR, EVAL_DIR
 
 if TYPE_CHECKING:
     from cft.evaluation.runner import EvalRun
@@ -38,8 +39,8 @@ def default_output(adapter: str | None = None, model: str | None = None) -> str:
     if adapter:
         text = str(adapter).rstrip("/")
         parent, _, base = text.rpartition("/")
-        if base == "adapter" and parent:
-            return f"{parent}/eval"
+        if base == ADAPTER_DIR and parent:
+            return f"{parent}/{EVAL_DIR}"
         return f"{text}-eval"
     name = Path(str(model or "model").rstrip("/")).name or "model"
     safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)

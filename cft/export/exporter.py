@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from cft.errors import CFTError
+from cft.export.options import FORMATS
 
 logger = logging.getLogger("cft")
 
-FORMATS = ("hf", "st", "both")
 FP32_TOLERANCE = 1e-4  # max |difference| of L2-normalized embeddings, float32 export
 LOW_PRECISION_MIN_COSINE = 0.98  # bf16/fp16 exports differ by the weights' rounding
 
@@ -91,39 +91,89 @@ def _readme(kind: str, metadata: Any, source: str, dtype: str, prefix: str | Non
     prompt = (f"Every sentence is prefixed with the training prompt {prefix!r} (sentence-transformers prompt "
               "\"cft\", the default).\n\n") if kind == "st" and prefix else ""
     if kind == "st":
-        remote = ", trust_remote_code=True" if metadata.trust_remote_code else ""
+        remote = ", trust_remote_code=True" if metadata.model.trust_remote_code else ""
         body = (
             "```python\nfrom sentence_transformers import SentenceTransformer\n\n"
             f"model = SentenceTransformer(\"path/to/this/folder\"{remote})\n"
             "embeddings = model.encode([\"a sentence\", \"another one\"])  # L2-normalized\n```\n\n"
-            f"The tokenizer appends EOS itself (truncating the content to keep it last, {metadata.max_length} tokens "
-            f"in all) and pooling is `{metadata.pooling}`, so these are the embeddings cft computes for the adapter."
+            f"The tokenizer appends EOS itself (truncating the content to keep it last, {metadata.model.max_length} tokens "
+            f"in all) and pooling is `{metadata.model.pooling}`, so these are the embeddings cft computes for the adapter."
         )
     else:
         body = (
             "A plain transformers backbone (`AutoModel`, no LM head) with the LoRA adapter merged in.\n\n"
             "```python\nfrom cft.modeling.encoder import TextEncoder\n\n"
-            f"encoder = TextEncoder.from_base(\"path/to/this/folder\", pooling=\"{metadata.pooling}\", "
-            f"max_length={metadata.max_length}, prompt_template={metadata.prompt_template!r})\n"
+            f"encoder = TextEncoder.from_base(\"path/to/this/folder\", pooling=\"{metadata.model.pooling}\", "
+            f"max_length={metadata.model.max_length}, prompt_template={metadata.model.prompt_template!r})\n"
             "embeddings = encoder.encode([\"a sentence\", \"another one\"])\n```\n\n"
             "Without cft: tokenize, append the EOS token id (after truncating to max_length - 1), run the model, "
-            f"take the hidden state of the last real token ({metadata.pooling} pooling) and L2-normalize. "
+            f"take the hidden state of the last real token ({metadata.model.pooling} pooling) and L2-normalize. "
             "The tokenizer here does not append EOS by itself."
         )
     return (f"# {'sentence-transformers model' if kind == 'st' else 'Merged model'} exported by cft\n\n"
-            f"Exported from `{source}` (base model `{metadata.base_model}`), weights in {dtype}.\n\n{prompt}{body}\n")
+            f"Exported from `{source}` (base model `{metadata.model.name_or_path}`), weights in {dtype}.\n\n{prompt}{body}\n")
+
+
+@dataclass
+class _Job:
+    """One export, checked before any heavy work: what to read, what to write, in which dtype, on which device."""
+
+    adapter: str  # as the user gave it: recorded as provenance
+    adapter_dir: Path
+    output: Path
+    fmt: str
+    force: bool
+    prefix: str | None  # the sentence-transformers prompt taken from the training template
+    dtype: torch.dtype
+    device: torch.device
+
+    @property
+    def want_hf(self) -> bool:
+        return self.fmt in ("hf", "both")
+
+    @property
+    def want_st(self) -> bool:
+        return self.fmt in ("st", "both")
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).replace("torch.", "")
 
 
 def export_adapter(adapter: str, output: str | Path, fmt: str = "both", force: bool = False, dtype: str = "auto",
                    device: str | None = None, verify: bool = True) -> ExportResult:
     """Exports `adapter` (local folder or s3:// URI) to `output`; see the module docstring for the layout."""
-    from transformers import AutoTokenizer
+    from cft.export.merge import load_for_export
+    from cft.export.tokenizer import PROBE_TEXTS, long_probe
 
-    from cft.export.merge import (find_adapter_dir, load_for_export, merge, resolve_export_dtype,
-                                  save_export_metadata, save_merged)
-    from cft.export.st_model import build_st_folder, prompt_prefix
-    from cft.export.tokenizer import PROBE_TEXTS, check_same_ids, eos_appending_tokenizer, long_probe
-    from cft.modeling.encoder import TextEncoder, resolve_device
+    job = _plan(adapter, output, fmt, force, dtype, device)
+    result = ExportResult(output=job.output, dtype=job.dtype_name)
+    staging = _staging_dir(job.output)
+    try:
+        model, tokenizer, metadata = load_for_export(job.adapter_dir, job.device)
+        probes = [*PROBE_TEXTS, long_probe(metadata.model.max_length)]
+        reference = _reference_embeddings(model, tokenizer, metadata, probes, job.device) if verify else None
+        merged_dir = _write_merged(job, model, tokenizer, metadata, staging)
+        del model
+        gc.collect()
+        if job.want_st:
+            _write_st(job, merged_dir, tokenizer, metadata, staging / "st", probes)
+        if not job.want_hf:
+            shutil.rmtree(merged_dir)
+        if reference is not None:
+            _verify(job, metadata, staging, reference, probes, result)
+        _move_into_place(job, staging, result)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _plan(adapter: str, output: str | Path, fmt: str, force: bool, dtype: str, device: str | None) -> _Job:
+    """Every check that can refuse the export, before any model is loaded."""
+    from cft.export.merge import find_adapter_dir, resolve_export_dtype
+    from cft.export.st_model import prompt_prefix
+    from cft.modeling.encoder import resolve_device
     from cft.modeling.metadata import AdapterMetadata
 
     if fmt not in FORMATS:
@@ -132,79 +182,89 @@ def export_adapter(adapter: str, output: str | Path, fmt: str = "both", force: b
         raise CFTError(f"--output {output}: export writes a local folder; upload it afterwards if needed")
     output = Path(output).expanduser().absolute()
     _check_output(output, force, None if "://" in str(adapter) else Path(adapter).expanduser())  # before a download
-    want_hf, want_st = fmt in ("hf", "both"), fmt in ("st", "both")
-
     adapter_dir = find_adapter_dir(adapter)
     _check_output(output, force, adapter_dir)
     metadata = AdapterMetadata.load(adapter_dir)
-    prefix = prompt_prefix(metadata.prompt_template) if want_st else None  # refuse before any heavy work
-    target_dtype = resolve_export_dtype(dtype, metadata)
-    run_device = resolve_device(device)
-    result = ExportResult(output=output, dtype=str(target_dtype).replace("torch.", ""))
+    prefix = prompt_prefix(metadata.model.prompt_template) if fmt in ("st", "both") else None
+    return _Job(adapter, adapter_dir, output, fmt, force, prefix, resolve_export_dtype(dtype, metadata),
+                resolve_device(device))
 
+
+def _staging_dir(output: Path) -> Path:
+    """A temporary folder next to `output`, with the permissions a plain mkdir would give."""
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the export's permissions
-    try:
-        model, tokenizer, metadata = load_for_export(adapter_dir, run_device)
-        probes = [*PROBE_TEXTS, long_probe(metadata.max_length)]
-        reference = None
-        if verify:
-            # float32, no autocast: the exact embedding the adapter defines, whatever the training dtype
-            cft_encoder = TextEncoder(model, tokenizer, dataclasses.replace(metadata, dtype="float32"), name="cft",
-                                      revision="export", device=run_device)
-            reference = cft_encoder.encode(probes)
-            del cft_encoder
-        merged = merge(model, target_dtype)
-        merged_dir = staging / ("hf" if want_hf else ".merged")
-        save_merged(merged, tokenizer, metadata, merged_dir, adapter)
-        if want_hf:
-            (merged_dir / "README.md").write_text(_readme("hf", metadata, adapter, result.dtype, prefix), encoding="utf-8")
-        del merged, model
-        gc.collect()
+    return staging
 
-        if want_st:
-            st_dir = staging / "st"
-            eos_tokenizer, _ = eos_appending_tokenizer(tokenizer, metadata.max_length)
-            build_st_folder(merged_dir, st_dir, eos_tokenizer, metadata, prefix)
-            save_export_metadata(metadata, st_dir, adapter, target_dtype)
-            (st_dir / "README.md").write_text(_readme("st", metadata, adapter, result.dtype, prefix), encoding="utf-8")
-            check_same_ids(tokenizer, AutoTokenizer.from_pretrained(str(st_dir),
-                                                                    trust_remote_code=metadata.trust_remote_code),
-                           metadata.max_length, prefix, probes)
-        if not want_hf:
-            shutil.rmtree(merged_dir)
 
-        if reference is not None:
-            if want_hf:
-                hf_encoder = TextEncoder.from_base(str(merged_dir), pooling=metadata.pooling,
-                                                   max_length=metadata.max_length,
-                                                   prompt_template=metadata.prompt_template,
-                                                   trust_remote_code=metadata.trust_remote_code, dtype="float32",
-                                                   device=run_device)
-                result.checks["hf"] = _compare("merged Hugging Face", reference, hf_encoder.encode(probes), target_dtype)
-                del hf_encoder
-            if want_st:
-                from sentence_transformers import SentenceTransformer
+def _reference_embeddings(model: Any, tokenizer: Any, metadata: Any, probes: list[str], device: torch.device) -> Any:
+    """float32, no autocast: the exact embedding the adapter defines, whatever the training dtype."""
+    from cft.modeling.encoder import TextEncoder
 
-                st_model = SentenceTransformer(str(staging / "st"), device=str(run_device),
-                                               trust_remote_code=metadata.trust_remote_code)
-                got = st_model.encode(probes, convert_to_numpy=True).astype(np.float32)
-                result.checks["st"] = _compare("sentence-transformers", reference, got, target_dtype)
-                del st_model
-            gc.collect()
+    exact = dataclasses.replace(metadata, model=dataclasses.replace(metadata.model, dtype="float32"))
+    return TextEncoder(model, tokenizer, exact, name="cft", revision="export", device=device).encode(probes)
 
-        _check_output(output, force)  # nothing appeared there meanwhile
-        if fmt == "both":
-            _replace_dir(staging, output)
-            result.hf_dir, result.st_dir = output / "hf", output / "st"
-        else:
-            _replace_dir(staging / fmt, output)
-            result.hf_dir = output if want_hf else None
-            result.st_dir = output if want_st else None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return result
+
+def _write_merged(job: _Job, model: Any, tokenizer: Any, metadata: Any, staging: Path) -> Path:
+    """The merged model: the hf export itself, or a scratch folder the st export is built from."""
+    from cft.export.merge import merge, save_merged
+
+    merged_dir = staging / ("hf" if job.want_hf else ".merged")
+    save_merged(merge(model, job.dtype), tokenizer, metadata, merged_dir, job.adapter)
+    if job.want_hf:
+        readme = _readme("hf", metadata, job.adapter, job.dtype_name, job.prefix)
+        (merged_dir / "README.md").write_text(readme, encoding="utf-8")
+    return merged_dir
+
+
+def _write_st(job: _Job, merged_dir: Path, tokenizer: Any, metadata: Any, st_dir: Path, probes: list[str]) -> None:
+    """The sentence-transformers folder, whose tokenizer is checked to give cft's token ids."""
+    from transformers import AutoTokenizer
+
+    from cft.export.merge import save_export_metadata
+    from cft.export.st_model import build_st_folder
+    from cft.export.tokenizer import check_same_ids, eos_appending_tokenizer
+
+    eos_tokenizer, _ = eos_appending_tokenizer(tokenizer, metadata.model.max_length)
+    build_st_folder(merged_dir, st_dir, eos_tokenizer, metadata, job.prefix)
+    save_export_metadata(metadata, st_dir, job.adapter, job.dtype)
+    (st_dir / "README.md").write_text(_readme("st", metadata, job.adapter, job.dtype_name, job.prefix), encoding="utf-8")
+    exported = AutoTokenizer.from_pretrained(str(st_dir), trust_remote_code=metadata.model.trust_remote_code)
+    check_same_ids(tokenizer, exported, metadata.model.max_length, job.prefix, probes)
+
+
+def _verify(job: _Job, metadata: Any, staging: Path, reference: Any, probes: list[str], result: ExportResult) -> None:
+    """Each exported folder, loaded as its users would load it, must embed the probes as cft does."""
+    from cft.modeling.encoder import TextEncoder
+
+    config = metadata.model
+    if job.want_hf:
+        hf_encoder = TextEncoder.from_base(str(staging / "hf"), pooling=config.pooling, max_length=config.max_length,
+                                           prompt_template=config.prompt_template,
+                                           trust_remote_code=config.trust_remote_code, dtype="float32",
+                                           device=job.device)
+        result.checks["hf"] = _compare("merged Hugging Face", reference, hf_encoder.encode(probes), job.dtype)
+        del hf_encoder
+    if job.want_st:
+        from sentence_transformers import SentenceTransformer
+
+        st_model = SentenceTransformer(str(staging / "st"), device=str(job.device),
+                                       trust_remote_code=config.trust_remote_code)
+        got = st_model.encode(probes, convert_to_numpy=True).astype(np.float32)
+        result.checks["st"] = _compare("sentence-transformers", reference, got, job.dtype)
+        del st_model
+    gc.collect()
+
+
+def _move_into_place(job: _Job, staging: Path, result: ExportResult) -> None:
+    _check_output(job.output, job.force)  # nothing appeared there meanwhile
+    if job.fmt == "both":
+        _replace_dir(staging, job.output)
+        result.hf_dir, result.st_dir = job.output / "hf", job.output / "st"
+    else:
+        _replace_dir(staging / job.fmt, job.output)
+        result.hf_dir = job.output if job.want_hf else None
+        result.st_dir = job.output if job.want_st else None

@@ -7,16 +7,15 @@ merge itself adds no rounding; the merged weights are cast to the requested dtyp
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cft.errors import CFTError
+from cft.export.options import EXPORT_DTYPES
 from cft.modeling.metadata import METADATA_FILE, AdapterMetadata
-
-EXPORT_DTYPES = ("auto", "float32", "bfloat16", "float16")
+from notify.run_layout import ADAPTER_DIR
 
 
 def find_adapter_dir(adapter: str) -> Path:
@@ -24,8 +23,8 @@ def find_adapter_dir(adapter: str) -> Path:
     from cft.storage.bucket import materialize
 
     folder = materialize(adapter)
-    if not (folder / METADATA_FILE).is_file() and (folder / "adapter" / METADATA_FILE).is_file():
-        return folder / "adapter"  # a run folder was given
+    if not (folder / METADATA_FILE).is_file() and (folder / ADAPTER_DIR / METADATA_FILE).is_file():
+        return folder / ADAPTER_DIR  # a run folder was given
     if not folder.is_dir():
         raise CFTError(f"{adapter}: is a file; give an adapter folder saved by cft (<run>/adapter)")
     if not (folder / METADATA_FILE).is_file():
@@ -44,9 +43,9 @@ def stored_dtype(metadata: AdapterMetadata) -> torch.dtype:
     """The dtype the base checkpoint was published in (float32 when it does not say, e.g. GGUF)."""
     from transformers import AutoConfig
 
-    from cft.modeling.backbone import model_config_from_metadata, pretrained_source
+    from cft.modeling.backbone import pretrained_source
 
-    source, kwargs = pretrained_source(model_config_from_metadata(metadata))
+    source, kwargs = pretrained_source(metadata.model)
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError):
@@ -79,7 +78,8 @@ def save_merged(merged: Any, tokenizer: Any, metadata: AdapterMetadata, folder: 
 
 
 def save_export_metadata(metadata: AdapterMetadata, folder: Path, source: str, dtype: torch.dtype) -> None:
-    # Same fields as an adapter's (AdapterMetadata.load ignores the extra ones), so pooling, EOS, max_length and
-    # the prompt template travel with the merged weights; base_model stays as provenance.
-    data = {**asdict(metadata), "merged": True, "exported_from": source, "export_dtype": str(dtype).replace("torch.", "")}
+    # Same fields as an adapter's (plus EXPORT_KEYS, which AdapterMetadata.load expects), so pooling, EOS,
+    # max_length and the prompt template travel with the merged weights; model.name_or_path stays as provenance.
+    data = {**metadata.to_dict(), "merged": True, "exported_from": source,
+            "export_dtype": str(dtype).replace("torch.", "")}
     (folder / METADATA_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

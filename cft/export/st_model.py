@@ -42,10 +42,10 @@ def build_st_folder(merged_dir: Path, out_dir: Path, tokenizer: Any, metadata: A
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-    if metadata.pooling not in ST_POOLING:
-        raise CFTError(f"pooling {metadata.pooling!r} has no sentence-transformers equivalent "
+    if metadata.model.pooling not in ST_POOLING:
+        raise CFTError(f"pooling {metadata.model.pooling!r} has no sentence-transformers equivalent "
                        f"(supported: {', '.join(ST_POOLING)}); export with --format hf")
-    remote = {"trust_remote_code": True} if metadata.trust_remote_code else {}
+    remote = {"trust_remote_code": True} if metadata.model.trust_remote_code else {}
     transformer = Transformer(
         str(merged_dir),
         model_kwargs={"dtype": "auto", **remote},
@@ -56,7 +56,7 @@ def build_st_folder(merged_dir: Path, out_dir: Path, tokenizer: Any, metadata: A
     )
     # The module loaded the plain tokenizer from merged_dir; it saves (and will load) the EOS-appending one.
     transformer.processor = tokenizer
-    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=ST_POOLING[metadata.pooling])]
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=ST_POOLING[metadata.model.pooling])]
     if metadata.normalize:
         modules.append(Normalize())
     prompts = {PROMPT_NAME: prefix, "query": prefix, "document": prefix} if prefix else None

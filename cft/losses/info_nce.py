@@ -60,3 +60,13 @@ class InfoNCELoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
+
+
+def split_embeddings(embeddings: torch.Tensor, n_anchors: int,
+                     n_negatives: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The loss's three inputs from one pass over the collator's rows [anchors..., positives..., negatives...]:
+    (rows, dim) -> anchors (n, dim), positives (n, dim), negatives (n_negatives, dim)."""
+    anchors = embeddings[:n_anchors]
+    positives = embeddings[n_anchors:2 * n_anchors]
+    negatives = embeddings[2 * n_anchors:2 * n_anchors + n_negatives]
+    return anchors, positives, negatives

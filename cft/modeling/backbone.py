@@ -16,6 +16,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 
 from cft.config import LoraSettings, ModelConfig
 from cft.errors import CFTError
+from cft.modeling.metadata import AdapterMetadata
 from cft.modeling.tokenization import prepare_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -163,21 +164,8 @@ def build_lora_model(backbone: PreTrainedModel, settings: LoraSettings, gradient
                        f"{', '.join(names)} (or 'all-linear')") from None
 
 
-def model_config_from_metadata(metadata: Any) -> ModelConfig:
-    return ModelConfig(
-        name_or_path=metadata.base_model,
-        gguf_file=metadata.gguf_file,
-        revision=metadata.revision,
-        trust_remote_code=metadata.trust_remote_code,
-        dtype=metadata.dtype,
-        pooling=metadata.pooling,
-        max_length=metadata.max_length,
-        prompt_template=metadata.prompt_template,
-    )
-
-
 def load_adapter_model(adapter_dir: str | Path, device: torch.device | str = "cpu",
-                       dtype: str | None = None) -> tuple[Any, PreTrainedTokenizerBase, Any]:
+                       dtype: str | None = None) -> tuple[Any, PreTrainedTokenizerBase, AdapterMetadata]:
     """A saved adapter on its base model, in eval mode (inference path). Returns (model, tokenizer, metadata).
 
     `dtype` overrides the dtype recorded in the metadata (export merges in float32).
@@ -186,10 +174,8 @@ def load_adapter_model(adapter_dir: str | Path, device: torch.device | str = "cp
 
     from peft import PeftModel
 
-    from cft.modeling.metadata import AdapterMetadata
-
     metadata = AdapterMetadata.load(adapter_dir)
-    config = model_config_from_metadata(metadata)
+    config = metadata.model
     if dtype is not None:
         config = dataclasses.replace(config, dtype=dtype)
     missing = [name for name, pattern in (("adapter_config.json", "adapter_config.json"),
@@ -207,7 +193,7 @@ def load_adapter_model(adapter_dir: str | Path, device: torch.device | str = "cp
     if list(Path(adapter_dir).glob("tokenizer*")):
         try:
             tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(adapter_dir),
-                                                                        trust_remote_code=metadata.trust_remote_code))
+                                                                        trust_remote_code=config.trust_remote_code))
         except Exception as error:
             first = str(error).splitlines()[0] if str(error) else ""
             raise CFTError(f"{adapter_dir}: its tokenizer files are damaged ({type(error).__name__}: {first[:200]}); "

@@ -21,8 +21,10 @@ from cft.config import ModelConfig
 from cft.errors import CFTError
 from cft.modeling.backbone import load_adapter_model, load_backbone, load_tokenizer, resolve_dtype
 from cft.modeling.metadata import AdapterMetadata
-from cft.modeling.pooling import pool
+from cft.modeling.pooling import embed_batch
 from cft.modeling.tokenization import pad_batch, tokenize_with_eos
+
+__all__ = ["TextEncoder", "default_device", "embed_batch"]  # embed_batch: benchmarks/bench_train.py imports it here
 
 
 def default_device() -> torch.device:
@@ -50,12 +52,6 @@ def resolve_device(name: str | torch.device | None, flag: str = "--device") -> t
     return device
 
 
-def embed_batch(model: Any, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
-    """One forward pass of the backbone, pooled: (batch, dim) in the model's dtype."""
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return pool(outputs.last_hidden_state, batch["attention_mask"], pooling)
-
-
 def _adapter_revision(adapter_dir: Path) -> str:
     """A content hash of the adapter weights: a retrained adapter at the same path gets a new revision."""
     digest = hashlib.sha256()
@@ -75,8 +71,8 @@ class TextEncoder:
         self.metadata = metadata
         self.name = name
         self.revision = revision
-        self.prompt_template = metadata.prompt_template
-        self.autocast_dtype = resolve_dtype(metadata.dtype, self.device)
+        self.prompt_template = metadata.model.prompt_template
+        self.autocast_dtype = resolve_dtype(metadata.model.dtype, self.device)
 
     @classmethod
     def from_base(cls, model: str, gguf_file: str | None = None, *, pooling: str = "last_token", max_length: int = 128,
@@ -85,20 +81,17 @@ class TextEncoder:
         device = resolve_device(device)
         config = ModelConfig(name_or_path=model, gguf_file=gguf_file, pooling=pooling, max_length=max_length,
                              prompt_template=prompt_template, trust_remote_code=trust_remote_code, dtype=dtype)
-        metadata = AdapterMetadata(base_model=model, gguf_file=gguf_file, pooling=pooling, max_length=max_length,
-                                   prompt_template=prompt_template, trust_remote_code=trust_remote_code, dtype=dtype)
+        metadata = AdapterMetadata(config)
         backbone = load_backbone(config, device)
         return cls(backbone, load_tokenizer(config), metadata, name=f"cft/{Path(model).name}", revision="base", device=device)
 
     @classmethod
-    def from_adapter(cls, adapter: str, device: torch.device | str | None = None) -> "TextEncoder":
-        """`adapter` is a local folder or an s3:// URI (downloaded to a local cache first)."""
-        from cft.storage.bucket import materialize
-
-        folder = materialize(adapter)
+    def from_adapter(cls, adapter: str | Path, device: torch.device | str | None = None) -> "TextEncoder":
+        """`adapter` is a local adapter folder (the CLI downloads an s3:// one first: `cft.storage.materialize`)."""
+        folder = Path(adapter)
         device = resolve_device(device)
         model, tokenizer, metadata = load_adapter_model(folder, device)
-        name = f"cft/{Path(metadata.base_model).name}-{metadata.run_id or folder.parent.name}"
+        name = f"cft/{Path(metadata.model.name_or_path).name}-{metadata.run_id or folder.parent.name}"
         return cls(model, tokenizer, metadata, name=name, revision=_adapter_revision(folder), device=device)
 
     def base_encoder(self) -> "TextEncoder":
@@ -116,7 +109,7 @@ class TextEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.model.config.hidden_size if hasattr(self.model, "config") else 0), dtype=np.float32)
-        ids = tokenize_with_eos(self.tokenizer, texts, self.metadata.max_length, self.prompt_template)
+        ids = tokenize_with_eos(self.tokenizer, texts, self.metadata.model.max_length, self.prompt_template)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         vectors: list[torch.Tensor] = [None] * len(ids)  # type: ignore[list-item]
         use_autocast = self.device.type == "cuda" and self.autocast_dtype != torch.float32
@@ -136,7 +129,7 @@ class TextEncoder:
         return torch.stack(vectors).numpy().astype(np.float32, copy=False)
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return embed_batch(self.model, batch, self.metadata.pooling)
+        return embed_batch(self.model, batch, self.metadata.model.pooling)
 
 
 class _BaseView(TextEncoder):
@@ -144,9 +137,9 @@ class _BaseView(TextEncoder):
 
     def __init__(self, adapted: TextEncoder) -> None:  # noqa: D107 - shares the adapted encoder's state
         self.__dict__.update(adapted.__dict__)
-        self.name = f"cft/{Path(adapted.metadata.base_model).name}"
+        self.name = f"cft/{Path(adapted.metadata.model.name_or_path).name}"
         self.revision = "base"
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with self.model.disable_adapter():
-            return embed_batch(self.model, batch, self.metadata.pooling)
+            return embed_batch(self.model, batch, self.metadata.model.pooling)

@@ -7,6 +7,8 @@ it is right for right padding, left padding, and batches with no padding at all.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from cft.config import POOLING_MODES
@@ -29,3 +31,10 @@ def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str = 
         mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
         return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
     raise CFTError(f"pooling must be one of {POOLING_MODES} (got {mode!r})")
+
+
+def embed_batch(model: Any, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+    """One forward pass of the backbone, pooled: (batch, dim) in the model's dtype. Training and inference both
+    embed through it, so the vector evaluated is the vector trained."""
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return pool(outputs.last_hidden_state, batch["attention_mask"], pooling)

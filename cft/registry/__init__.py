@@ -1,6 +1,5 @@
 """The runs in a bucket: listing, one run in detail, two runs compared (`cft runs`)."""
 
-from cft.registry.manifest import ManifestError, parse_manifest, validate_manifest
 from cft.registry.runs import (
     STALE_AFTER,
     STATUSES,
@@ -12,10 +11,12 @@ from cft.registry.runs import (
     list_runs,
     load_run,
 )
+from notify.manifest import Manifest, ManifestError
 
 __all__ = [
     "STALE_AFTER",
     "STATUSES",
+    "Manifest",
     "ManifestError",
     "RunDetails",
     "RunRecord",
@@ -24,6 +25,4 @@ __all__ = [
     "headline_score",
     "list_runs",
     "load_run",
-    "parse_manifest",
-    "validate_manifest",
 ]

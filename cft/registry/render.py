@@ -5,26 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cft.registry.durations import format_duration
 from cft.registry.runs import RunDetails, RunRecord, Score
+from notify.run_layout import CHECKPOINTS_DIR, COMPLETE_MARKER, MANIFEST_FILE, checkpoint_step
 
 MAX_CELL = 36
-
-
-def format_duration(seconds: float | None) -> str:
-    """42s, 3m05s, 1h02m, 2d03h: two units at most, enough to tell runs apart."""
-    if seconds is None:
-        return "-"
-    total = int(round(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def format_score(score: Score | None) -> str:
@@ -122,7 +107,7 @@ def _file_groups(files: list[str]) -> list[str]:
         top, _, rest = name.partition("/")
         if not rest:
             lines.append(top)
-        elif top == "checkpoints" and "/" in rest:
+        elif top == CHECKPOINTS_DIR and "/" in rest:
             checkpoint, _, inner = rest.partition("/")
             checkpoints.setdefault(checkpoint, []).append(inner)
         else:
@@ -131,14 +116,14 @@ def _file_groups(files: list[str]) -> list[str]:
         shown = ", ".join(sorted(inner)[:6]) + (", ..." if len(inner) > 6 else "")
         lines.append(f"{folder}/  ({len(inner)} file{'s' if len(inner) != 1 else ''}: {shown})")
     for checkpoint, inner in sorted(checkpoints.items(), key=lambda item: _step(item[0])):
-        state = "complete" if "_COMPLETE" in inner else "INCOMPLETE (no _COMPLETE marker)"
-        lines.append(f"checkpoints/{checkpoint}/  ({len(inner)} files, {state})")
+        state = "complete" if COMPLETE_MARKER in inner else f"INCOMPLETE (no {COMPLETE_MARKER} marker)"
+        lines.append(f"{CHECKPOINTS_DIR}/{checkpoint}/  ({len(inner)} files, {state})")
     return lines
 
 
 def _step(name: str) -> int:
-    tail = name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
+    step = checkpoint_step(name)
+    return -1 if step is None else step
 
 
 def format_show(details: RunDetails) -> str:
@@ -150,16 +135,16 @@ def format_show(details: RunDetails) -> str:
         m = r.manifest
         recipe = r.recipe if r.recipe == r.recipe_path else f"{r.recipe} ({r.recipe_path})"
         steps = str(r.steps) if r.steps is not None else "-"
-        if m.get("resumed_from_step") is not None:
-            steps += f" (resumed from step {m['resumed_from_step']})"
-        if m.get("world_size"):
-            steps += f" on {m['world_size']} process{'es' if m['world_size'] != 1 else ''}"
+        if m.resumed_from_step is not None:
+            steps += f" (resumed from step {m.resumed_from_step})"
+        if m.world_size:
+            steps += f" on {m.world_size} process{'es' if m.world_size != 1 else ''}"
         head += [("model", r.model), ("recipe", recipe), ("steps", steps),
                  ("started", r.started_at or "-"), ("finished", r.finished_at or "-"),
                  ("duration", format_duration(r.duration_s)), ("adapter", r.adapter or "-"),
-                 ("git sha", m.get("git_sha") or "-"), ("cft version", m.get("cft_version") or "-")]
-        if "triplets" in m:
-            head.append(("triplets", m["triplets"]))
+                 ("git sha", m.git_sha or "-"), ("cft version", m.cft_version or "-")]
+        if m.triplets is not None:
+            head.append(("triplets", m.triplets))
         if r.error:
             head.append(("error", r.error.strip().splitlines()[-1] if r.error.strip() else r.error))
     else:
@@ -172,7 +157,7 @@ def format_show(details: RunDetails) -> str:
         lines.append(f"note: {note}")
 
     if r.metrics:
-        lines += ["", "metrics (manifest.json)", *_pairs([(k, _number(v)) for k, v in sorted(r.metrics.items())])]
+        lines += ["", f"metrics ({MANIFEST_FILE})", *_pairs([(k, _number(v)) for k, v in sorted(r.metrics.items())])]
     lines.append("")
     if details.config is not None:
         lines += ["config (config.yaml)", *_pairs(_config_summary(details.config))]

@@ -8,7 +8,8 @@
 
 The bucket is listed once; each run then costs one read (its manifest, or its status.json and config.yaml when it
 has no manifest), plus eval/summary.json when the manifest carries no evaluation scores. A run that cannot be read
-is shown with the reason; it never hides the others or stops the listing.
+is shown with the reason; it never hides the others or stops the listing. File names are `notify.run_layout`'s and
+the manifest is `notify.manifest.Manifest`, the types every writer uses.
 """
 
 from __future__ import annotations
@@ -20,18 +21,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from cft.errors import CFTError
-from cft.registry.manifest import MANIFEST_FILE, ManifestError, parse_manifest
+from cft.registry.durations import format_duration
 from cft.storage.bucket import Bucket
+from notify.manifest import Manifest, ManifestError
+from notify.run_layout import CONFIG_FILE, EVAL_SUMMARY, MANIFEST_FILE, RUNS_DIR, STATUS_FILE, RunPaths
 
-RUNS_DIR = "runs"
-STATUS_FILE = "status.json"
-CONFIG_FILE = "config.yaml"
-EVAL_SUMMARY = "eval/summary.json"
 STALE_AFTER = timedelta(hours=2)
 STATUSES = ("succeeded", "failed", "running", "interrupted", "incomplete", "corrupt")
-
-# Manifest metrics that describe training, not an evaluation task.
-_TRAINING_METRIC_HINTS = ("loss", "runtime", "per_second", "epoch", "grad_norm", "learning_rate", "step", "triplets")
 
 
 @dataclass
@@ -58,14 +54,14 @@ class RunRecord:
     heartbeat_at: str | None = None
     adapter: str | None = None
     error: str | None = None
-    metrics: dict[str, float | None] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)  # the manifest's metrics and scores, flat
     eval_scores: dict[str, float] = field(default_factory=dict)
     eval_mean: float | None = None
     score: Score | None = None
     location: str = ""
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    manifest: dict[str, Any] | None = field(default=None, repr=False)
+    manifest: Manifest | None = field(default=None, repr=False)
 
     def to_dict(self, with_files: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -102,29 +98,28 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def eval_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """Per-task evaluation scores among a manifest's metrics (not losses, not timings, not `*_mean` aggregates)."""
-    found = {}
-    for name, value in metrics.items():
-        number = _number(value)
-        if number is None or name.endswith("_mean") or any(hint in name for hint in _TRAINING_METRIC_HINTS):
-            continue
-        found[name] = number
-    return found
+def manifest_task_scores(manifest: Manifest | None) -> dict[str, float]:
+    """Per-task evaluation scores of a manifest (its `scores`, without `*_mean` aggregates or non-numbers)."""
+    if manifest is None:
+        return {}
+    found = {name: _number(value) for name, value in manifest.task_scores().items()}
+    return {name: value for name, value in found.items() if value is not None}
 
 
-def headline_score(metrics: dict[str, Any], eval_mean: float | None = None) -> Score | None:
+def headline_score(manifest: Manifest | None, eval_mean: float | None = None) -> Score | None:
     """sts_mean when evaluated on STS; else the mean of the evaluation scores; else the final training loss."""
-    sts = _number(metrics.get("sts_mean"))
+    if manifest is None:
+        return Score("eval_mean", eval_mean) if eval_mean is not None else None
+    sts = _number(manifest.scores.get("sts_mean"))
     if sts is not None:
         return Score("sts_mean", sts)
-    scores = eval_metrics(metrics)
+    scores = manifest_task_scores(manifest)
     if scores:
         return Score("eval_mean", sum(scores.values()) / len(scores))
     if eval_mean is not None:
         return Score("eval_mean", eval_mean)
     for name in ("final_loss", "train_loss"):
-        loss = _number(metrics.get(name))
+        loss = _number(manifest.metrics.get(name))
         if loss is not None:
             return Score(name, loss, higher_is_better=False)
     return None
@@ -186,30 +181,30 @@ def read_eval_summary(bucket: Bucket, prefix: str) -> tuple[dict[str, Any] | Non
     return data, None
 
 
-def _recipe_label(manifest: dict[str, Any]) -> str:
-    if manifest.get("recipe_name"):
-        return manifest["recipe_name"]
-    name = manifest["recipe"].replace("\\", "/").rsplit("/", 1)[-1]
+def _recipe_label(manifest: Manifest) -> str:
+    if manifest.recipe_name:
+        return manifest.recipe_name
+    name = manifest.recipe.replace("\\", "/").rsplit("/", 1)[-1]
     return name.rsplit(".", 1)[0] if name.endswith((".yaml", ".yml")) else name
 
 
-def _fill_from_manifest(record: RunRecord, manifest: dict[str, Any]) -> None:
+def _fill_from_manifest(record: RunRecord, manifest: Manifest) -> None:
     record.manifest = manifest
-    record.status = manifest["status"]
-    record.model = manifest["model"]
+    record.status = manifest.status
+    record.model = manifest.model
     record.recipe = _recipe_label(manifest)
-    record.recipe_path = manifest["recipe"]
-    record.steps = manifest["steps"]
-    record.duration_s = _number(manifest["duration_s"])
-    record.started_at = manifest["started_at"]
-    record.finished_at = manifest["finished_at"]
-    record.adapter = manifest["adapter"]
-    record.error = manifest.get("error")
-    record.metrics = dict(manifest["metrics"])
+    record.recipe_path = manifest.recipe
+    record.steps = manifest.steps
+    record.duration_s = _number(manifest.duration_s)
+    record.started_at = manifest.started_at
+    record.finished_at = manifest.finished_at
+    record.adapter = manifest.adapter
+    record.error = manifest.error
+    record.metrics = manifest.flat_metrics()
     if record.status == "failed":
         record.reason = (record.error or "failed (no error recorded)").strip().splitlines()[-1][:300]
-    if manifest["run_id"] != record.run_id:
-        record.notes.append(f"manifest run_id is {manifest['run_id']!r}, folder is {record.run_id!r} (copied run?)")
+    if manifest.run_id != record.run_id:
+        record.notes.append(f"manifest run_id is {manifest.run_id!r}, folder is {record.run_id!r} (copied run?)")
 
 
 def _fill_from_heartbeat(record: RunRecord, bucket: Bucket, prefix: str, has_status: bool, now: datetime) -> None:
@@ -282,15 +277,13 @@ def _check_resumed(record: RunRecord, bucket: Bucket, prefix: str, now: datetime
 
 
 def format_age(age: timedelta) -> str:
-    from cft.registry.render import format_duration
-
     return format_duration(max(age.total_seconds(), 0.0))
 
 
 def build_record(bucket: Bucket, run_id: str, files: list[str], now: datetime | None = None) -> RunRecord:
     """The record of one run, from the names of its files (relative to the run folder)."""
     now = now or datetime.now(timezone.utc)
-    prefix = f"{RUNS_DIR}/{run_id}"
+    prefix = RunPaths(run_id).prefix
     record = RunRecord(run_id=run_id, status="incomplete", location=bucket.join(prefix), files=sorted(files))
     present = set(files)
     if MANIFEST_FILE in present:
@@ -299,7 +292,7 @@ def build_record(bucket: Bucket, run_id: str, files: list[str], now: datetime | 
             record.status, record.reason = "corrupt", f"cannot read {MANIFEST_FILE}: {problem or 'vanished'}"
         else:
             try:
-                _fill_from_manifest(record, parse_manifest(text))
+                _fill_from_manifest(record, Manifest.from_json(text))
             except ManifestError as error:
                 record.status, record.reason = "corrupt", str(error)
         if record.status == "failed" and STATUS_FILE in present:
@@ -316,13 +309,13 @@ def build_record(bucket: Bucket, run_id: str, files: list[str], now: datetime | 
         if isinstance((config or {}).get("name"), str):
             record.recipe = config["name"]
 
-    if record.manifest is not None and not eval_metrics(record.metrics) and EVAL_SUMMARY in present:
+    if record.manifest is not None and not manifest_task_scores(record.manifest) and EVAL_SUMMARY in present:
         summary, problem = read_eval_summary(bucket, prefix)
         if summary:
             record.eval_scores, record.eval_mean = summary["tasks"], summary["mean"]
         elif problem:
             record.notes.append(problem)
-    record.score = headline_score(record.metrics, record.eval_mean)
+    record.score = headline_score(record.manifest, record.eval_mean)
     return record
 
 
@@ -370,7 +363,7 @@ def load_run(bucket: Bucket, run_id: str, now: datetime | None = None) -> RunDet
         validate_run_id(run_id.strip("/"), "run")
     except InvalidRunId as error:
         raise CFTError(f"{error} (runs are the folders of {bucket.join(RUNS_DIR)})") from None
-    prefix = f"{RUNS_DIR}/{run_id.strip('/')}"
+    prefix = RunPaths(run_id.strip("/")).prefix
     files = [key[len(prefix) + 1:] for key in bucket.list_keys(f"{prefix}/")]
     if not files:
         known = sorted(_group_by_run(bucket.list_keys(f"{RUNS_DIR}/")))
@@ -389,7 +382,7 @@ def task_scores(details: RunDetails) -> dict[str, float]:
     """Per-task scores: eval/summary.json's when present, else those among the manifest's metrics."""
     if details.eval_summary:
         return dict(details.eval_summary["tasks"])
-    return eval_metrics(details.record.metrics)
+    return manifest_task_scores(details.record.manifest)
 
 
 def compare_runs(a: RunDetails, b: RunDetails) -> dict[str, Any]:
@@ -405,7 +398,7 @@ def compare_runs(a: RunDetails, b: RunDetails) -> dict[str, Any]:
     if len(shared) > 1:
         rows["mean (shared tasks)"] = _pair(sum(scores_a[t] for t in shared) / len(shared),
                                             sum(scores_b[t] for t in shared) / len(shared))
-    for name in ("sts_mean", "final_loss", "train_loss"):
+    for name in ("sts_mean", "final_loss", "train_loss"):  # flat: sts_mean is a score, the losses are metrics
         va, vb = _number(a.record.metrics.get(name)), _number(b.record.metrics.get(name))
         if va is not None or vb is not None:
             rows[name] = _pair(va, vb)

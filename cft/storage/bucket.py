@@ -3,8 +3,9 @@
 Writes are all-or-nothing for readers: a local file is written under a temporary name and renamed; an S3 object
 appears only when its upload completes. A folder (checkpoint, adapter) is complete only once the marker or manifest
 written after it exists: see `upload_dir(marker=...)`. S3 is reached with boto3 (its transfer manager for files,
-bounded retries and timeouts, so a dead endpoint fails the job with the reason instead of hanging it); any
-S3-compatible store works through the standard `AWS_ENDPOINT_URL`.
+bounded retries and timeouts, so a dead endpoint fails the job with the reason instead of hanging it); the client
+and its settings are `notify.storage.s3_client`'s, shared with the notifier. Any S3-compatible store works through
+the standard `AWS_ENDPOINT_URL`.
 
 Conditional writes (`write_if_absent`, `write_if_match`) let one process own an object (a run's lease) against
 others: S3's `If-None-Match: *` and `If-Match: <etag>` on PutObject (AWS S3, Cloudflare R2, MinIO and Ceph honour
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cft.errors import CFTError
+from notify.storage import StorageError, s3_client
 
 CACHE_DIR = Path(os.environ.get("CFT_CACHE", Path.home() / ".cache" / "cft"))
 
@@ -199,14 +201,9 @@ class S3Bucket(Bucket):
     def client(self) -> Any:
         if self._client is None:
             try:
-                import boto3
-                from botocore.config import Config
-            except ImportError:
+                self._client = s3_client()
+            except StorageError:
                 raise CFTError(f"{self.uri}: S3 needs boto3: pip install boto3 (part of the `train` extra)") from None
-            config = Config(retries={"max_attempts": int(os.environ.get("CFT_S3_ATTEMPTS", "4")), "mode": "standard"},
-                            connect_timeout=5, read_timeout=60)
-            endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or None
-            self._client = boto3.client("s3", endpoint_url=endpoint, config=config)
         return self._client
 
     def _key(self, key: str) -> str:

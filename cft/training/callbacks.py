@@ -12,9 +12,10 @@ from typing import Any
 from transformers import TrainerCallback
 
 from cft.storage.bucket import Bucket
-from cft.training.checkpoints import COMPLETE_MARKER, complete_checkpoints, prune_checkpoints
+from cft.training.checkpoints import complete_checkpoints, prune_checkpoints
+from notify.run_layout import COMPLETE_MARKER, RunPaths, checkpoint_name
 
-__all__ = ["COMPLETE_MARKER", "CheckpointSync", "complete_checkpoints", "now_iso", "write_status"]
+__all__ = ["CheckpointSync", "complete_checkpoints", "now_iso", "write_status"]
 
 logger = logging.getLogger("cft")
 
@@ -32,9 +33,9 @@ class CheckpointSync(TrainerCallback):
     this one has its marker): older complete checkpoints beyond `keep` go only after the new one is complete.
     """
 
-    def __init__(self, bucket: Bucket, run_prefix: str, keep: int = 2, before_write: Any = None) -> None:
+    def __init__(self, bucket: Bucket, paths: RunPaths, keep: int = 2, before_write: Any = None) -> None:
         self.bucket = bucket
-        self.run_prefix = run_prefix
+        self.paths = paths
         self.keep = max(1, keep)
         self.before_write = before_write  # e.g. the run lease's check: a writer that lost its lease stops here
 
@@ -43,22 +44,22 @@ class CheckpointSync(TrainerCallback):
             return
         if self.before_write is not None:
             self.before_write()
-        name = f"checkpoint-{state.global_step}"
+        name = checkpoint_name(state.global_step)
         local = Path(args.output_dir) / name
-        prefix = f"{self.run_prefix}/checkpoints/{name}"
+        prefix = self.paths.checkpoint(name)
         started = time.monotonic()
         if self.bucket.local_path(prefix) is None:
             # an old marker under this name would vouch for a half-overwritten folder
             self.bucket.delete_prefix(f"{prefix}/{COMPLETE_MARKER}")
         self.bucket.upload_dir(local, prefix, marker=COMPLETE_MARKER)
         logger.info("checkpoint %s saved to %s (%.1fs)", name, self.bucket.join(prefix), time.monotonic() - started)
-        remote = self.bucket.local_path(self.run_prefix) is None
-        prune_checkpoints(self.bucket, self.run_prefix, self.keep, state.global_step,
+        remote = self.bucket.local_path(self.paths.prefix) is None
+        prune_checkpoints(self.bucket, self.paths, self.keep, state.global_step,
                           Path(args.output_dir) if remote else None)
-        write_status(self.bucket, self.run_prefix, "running", step=state.global_step)
+        write_status(self.bucket, self.paths, "running", step=state.global_step)
 
 
-def write_status(bucket: Bucket, run_prefix: str, status: str, **fields: Any) -> None:
+def write_status(bucket: Bucket, paths: RunPaths, status: str, **fields: Any) -> None:
     """A small heartbeat read by `cft runs` to tell a running run from an abandoned one."""
-    bucket.write_text(f"{run_prefix}/status.json",
+    bucket.write_text(paths.status,
                       json.dumps({"status": status, "updated_at": now_iso(), **fields}, indent=2) + "\n")

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cft.storage.bucket import Bucket
+from notify.run_layout import COMPLETE_MARKER, RunPaths, checkpoint_step
 
 logger = logging.getLogger("cft")
 
-COMPLETE_MARKER = "_COMPLETE"
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # What the Trainer reads to resume a PEFT model: weights, optimizer, scheduler and the step counter.
 REQUIRED_FILES = ("adapter_model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt")
 
@@ -48,14 +46,9 @@ class ResumePoint:
         return f"run {run_id} resumed from checkpoint step {self.step}{skipped}"
 
 
-def checkpoint_step(name: str) -> int | None:
-    match = CHECKPOINT_PATTERN.match(name)
-    return int(match.group(1)) if match else None
-
-
-def complete_checkpoints(bucket: Bucket, run_prefix: str) -> list[tuple[int, str]]:
+def complete_checkpoints(bucket: Bucket, paths: RunPaths) -> list[tuple[int, str]]:
     """(step, name) of checkpoints in the bucket whose marker exists, oldest first."""
-    base = f"{run_prefix}/checkpoints/"
+    base = f"{paths.checkpoints}/"
     found = []
     for key in bucket.list_keys(base):
         parts = key[len(base):].split("/")
@@ -91,13 +84,13 @@ def verify_checkpoint(folder: Path, step: int) -> None:
         raise DamagedCheckpoint(f"{folder.name}/trainer_state.json says step {got}, not {step}")
 
 
-def fetch_checkpoint(bucket: Bucket, run_prefix: str, name: str, local: Path, refresh: bool = False) -> Path:
+def fetch_checkpoint(bucket: Bucket, paths: RunPaths, name: str, local: Path, refresh: bool = False) -> Path:
     """A local folder holding a complete checkpoint: the bucket's own when it is local, else a whole copy.
 
     A copy is made in a staging folder, marker last, and renamed into place, so `local` never holds half a
     checkpoint; a copy already there is reused only when its marker (the last file written) is there.
     """
-    prefix = f"{run_prefix}/checkpoints/{name}"
+    prefix = paths.checkpoint(name)
     in_bucket = bucket.local_path(prefix)
     if in_bucket is not None:
         return in_bucket
@@ -111,25 +104,25 @@ def fetch_checkpoint(bucket: Bucket, run_prefix: str, name: str, local: Path, re
     return local
 
 
-def choose_resume_point(bucket: Bucket, run_prefix: str, local_root: Path, writer: bool = True) -> ResumePoint:
+def choose_resume_point(bucket: Bucket, paths: RunPaths, local_root: Path, writer: bool = True) -> ResumePoint:
     """The newest complete checkpoint that verifies, newest first; damaged ones are skipped and named.
 
     The markers of checkpoints newer than the one chosen are removed: training will write those steps again, and
     a marker left from the old files would make a half-rewritten folder look complete. Only the `writer` (the
     main process) removes them.
     """
-    remote = bucket.local_path(run_prefix) is None
+    remote = bucket.local_path(paths.prefix) is None
     point = ResumePoint(None, None)
-    for step, name in reversed(complete_checkpoints(bucket, run_prefix)):
+    for step, name in reversed(complete_checkpoints(bucket, paths)):
         try:
-            folder = fetch_checkpoint(bucket, run_prefix, name, local_root / name)
+            folder = fetch_checkpoint(bucket, paths, name, local_root / name)
             try:
                 verify_checkpoint(folder, step)
             except DamagedCheckpoint:
                 if not remote:
                     raise
                 # the local copy may be what is damaged (an older cft wrote the marker first): fetch it again
-                folder = fetch_checkpoint(bucket, run_prefix, name, local_root / name, refresh=True)
+                folder = fetch_checkpoint(bucket, paths, name, local_root / name, refresh=True)
                 verify_checkpoint(folder, step)
         except DamagedCheckpoint as error:
             logger.warning("checkpoint %s is damaged: %s; trying the next older one", name, error)
@@ -138,33 +131,33 @@ def choose_resume_point(bucket: Bucket, run_prefix: str, local_root: Path, write
         point.folder, point.step = folder, step
         break
     if writer:
-        _unmark_newer(bucket, run_prefix, local_root, point.step)
+        _unmark_newer(bucket, paths, local_root, point.step)
     return point
 
 
-def _unmark_newer(bucket: Bucket, run_prefix: str, local_root: Path, step: int | None) -> None:
-    for name in bucket.list_dirs(f"{run_prefix}/checkpoints/"):
+def _unmark_newer(bucket: Bucket, paths: RunPaths, local_root: Path, step: int | None) -> None:
+    for name in bucket.list_dirs(f"{paths.checkpoints}/"):
         found = checkpoint_step(name)
         if found is not None and (step is None or found > step):
-            bucket.delete_prefix(f"{run_prefix}/checkpoints/{name}/{COMPLETE_MARKER}")
-            if bucket.local_path(run_prefix) is None:
+            bucket.delete_prefix(f"{paths.checkpoint(name)}/{COMPLETE_MARKER}")
+            if bucket.local_path(paths.prefix) is None:
                 (local_root / name / COMPLETE_MARKER).unlink(missing_ok=True)
 
 
-def prune_checkpoints(bucket: Bucket, run_prefix: str, keep: int, newest: int, local_root: Path | None) -> None:
+def prune_checkpoints(bucket: Bucket, paths: RunPaths, keep: int, newest: int, local_root: Path | None) -> None:
     """Keeps the `keep` newest complete checkpoints; called only once checkpoint `newest` is complete.
 
     Also removes folders older than `newest` that never got their marker (left by a kill mid-save), and, when the
     bucket is remote, local copies of checkpoints no longer kept and downloads a kill left half done. An older complete checkpoint is deleted marker
     first, so a kill mid-delete leaves it incomplete, never half-deleted yet complete.
     """
-    kept = {name for _, name in complete_checkpoints(bucket, run_prefix)[-max(1, keep):]}
-    for name in bucket.list_dirs(f"{run_prefix}/checkpoints/"):
+    kept = {name for _, name in complete_checkpoints(bucket, paths)[-max(1, keep):]}
+    for name in bucket.list_dirs(f"{paths.checkpoints}/"):
         step = checkpoint_step(name)
         if step is None or step >= newest or name in kept:
             continue
-        bucket.delete_prefix(f"{run_prefix}/checkpoints/{name}/{COMPLETE_MARKER}")
-        bucket.delete_prefix(f"{run_prefix}/checkpoints/{name}")
+        bucket.delete_prefix(f"{paths.checkpoint(name)}/{COMPLETE_MARKER}")
+        bucket.delete_prefix(paths.checkpoint(name))
     if local_root is not None and local_root.is_dir():
         for folder in local_root.iterdir():
             if folder.name.startswith(".") and folder.name.endswith(".partial"):  # a download a kill interrupted

@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from cft.errors import CFTError
-from cft.modeling.encoder import embed_batch
+from cft.modeling.pooling import embed_batch
 from cft.modeling.tokenization import pad_batch
 
 BUDGET_ENV = "CFT_MEMORY_BUDGET"

@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from cft.data.collator import split_embeddings
 from cft.errors import TrainingDiverged
-from cft.losses.info_nce import InfoNCELoss
-from cft.modeling.encoder import embed_batch
+from cft.losses.info_nce import InfoNCELoss, split_embeddings
+from cft.modeling.pooling import embed_batch
 
 
 class ContrastiveTrainer(Trainer):

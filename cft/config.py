@@ -8,6 +8,8 @@ recipe is saved with every run (`config.yaml`), so a run can always be reproduce
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +23,18 @@ POOLING_MODES = ("last_token", "mean")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 REPORT_TO = ("auto", "none", "tensorboard", "wandb")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+MAX_SEED = 2**32 - 1  # numpy's limit; transformers' set_seed seeds numpy
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def check_template(template: str | None, where: str) -> None:
+    """A prompt template holds exactly one `{}`: every `{}` is replaced by the sentence, so two would repeat it."""
+    if template is not None and template.count("{}") != 1:
+        raise CFTError(f"{where} must contain '{{}}' exactly once, where the sentence goes (got {template!r})")
 
 
 @dataclass
@@ -50,8 +64,13 @@ class ModelConfig:
             raise CFTError(f"model.dtype must be one of {DTYPES} (got {self.dtype!r})")
         if self.max_length < 2:
             raise CFTError(f"model.max_length must be >= 2 (got {self.max_length}): one token is reserved for EOS")
-        if self.prompt_template is not None and "{}" not in self.prompt_template:
-            raise CFTError(f"model.prompt_template must contain '{{}}' where the sentence goes (got {self.prompt_template!r})")
+        check_template(self.prompt_template, "model.prompt_template")
+        if self.attn_implementation is not None and self.attn_implementation not in ATTENTION:
+            raise CFTError(f"model.attn_implementation must be one of {ATTENTION} or null "
+                           f"(got {self.attn_implementation!r})")
+        if not self.name_or_path:
+            raise CFTError("model.name_or_path is empty; give a hub id, a local folder, a .gguf file, or "
+                           "embedded:smollm2-135m")
 
 
 @dataclass
@@ -86,6 +105,8 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if self.r < 1:
             raise CFTError(f"lora.r must be >= 1 (got {self.r})")
+        if self.alpha <= 0:
+            raise CFTError(f"lora.alpha must be > 0 (got {self.alpha}); the LoRA update is scaled by alpha / r")
         if not 0 <= self.dropout < 1:
             raise CFTError(f"lora.dropout must be in [0, 1) (got {self.dropout})")
         if not self.target_modules:
@@ -102,10 +123,12 @@ class TrainSettings:
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many steps; -1 = use num_epochs."})
     batch_size: int = field(default=32, metadata={"help": "Triplets per step per process (the contrastive batch)."})
     temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature (scale = 1/temperature)."})
-    grad_cache_chunk_size: int = field(
-        default=0,
-        metadata={"help": "GradCache: embed the batch in chunks of this many sentences (0 = off; a batch of B "
-                          "triplets has up to 3B sentences). Batches far larger than fit in memory, same gradients."},
+    grad_cache_chunk_size: int | str = field(
+        default="auto",
+        metadata={"help": "GradCache: embed the batch in chunks of this many sentences (a batch of B triplets has up "
+                          "to 3B sentences), for contrastive batches larger than fit in memory, same gradients. auto "
+                          "(default) = measure the data's worst batch before training and turn it on with a chunk "
+                          "that fits only when needed; 0 = off; N = chunks of N (an error if it cannot fit)."},
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
     bf16: str | bool = field(default="auto", metadata={"help": "bf16 autocast: auto = on when a GPU supports it."})
@@ -121,10 +144,35 @@ class TrainSettings:
     dataloader_workers: int = field(default=0, metadata={"help": "Data loader worker processes."})
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
+        if not (_finite(self.temperature) and self.temperature > 0):
             raise CFTError(f"train.temperature must be > 0 (got {self.temperature})")
-        if self.learning_rate <= 0:
+        if not (_finite(self.learning_rate) and self.learning_rate > 0):
             raise CFTError(f"train.learning_rate must be > 0 (got {self.learning_rate})")
+        if self.warmup_steps < 0:
+            raise CFTError(f"train.warmup_steps must be >= 0 (got {self.warmup_steps})")
+        if not (_finite(self.weight_decay) and self.weight_decay >= 0):
+            raise CFTError(f"train.weight_decay must be a number >= 0 (got {self.weight_decay})")
+        if not (_finite(self.max_grad_norm) and self.max_grad_norm >= 0):
+            raise CFTError(f"train.max_grad_norm must be a number >= 0 (got {self.max_grad_norm}); 0 = no clipping")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise CFTError(f"train.max_steps must be >= 1, or -1 to use train.num_epochs (got {self.max_steps})")
+        if self.max_steps == -1 and not (_finite(self.num_epochs) and self.num_epochs > 0):
+            raise CFTError(f"train.num_epochs must be > 0 when train.max_steps is -1 (got {self.num_epochs}): "
+                           "a run of 0 steps trains nothing")
+        if self.logging_steps < 1:
+            raise CFTError(f"train.logging_steps must be >= 1 (got {self.logging_steps})")
+        if self.save_total_limit < 1:
+            raise CFTError(f"train.save_total_limit must be >= 1 (got {self.save_total_limit}): resuming needs a "
+                           "checkpoint")
+        if self.dataloader_workers < 0:
+            raise CFTError(f"train.dataloader_workers must be >= 0 (got {self.dataloader_workers}); 0 = load in the "
+                           "training process")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise CFTError(f"train.seed must be between 0 and {MAX_SEED} (got {self.seed})")
+        if 0 < self.max_steps <= self.warmup_steps:
+            logging.getLogger("cft").warning(
+                "train.warmup_steps (%d) >= train.max_steps (%d): the learning rate never reaches "
+                "train.learning_rate", self.warmup_steps, self.max_steps)
         if self.batch_size < 1:
             raise CFTError(f"train.batch_size must be >= 1 (got {self.batch_size})")
         if self.lr_scheduler not in SCHEDULERS:
@@ -133,8 +181,10 @@ class TrainSettings:
             raise CFTError(f"train.report_to must be one of {REPORT_TO} (got {self.report_to!r})")
         if self.save_steps < 1:
             raise CFTError(f"train.save_steps must be >= 1 (got {self.save_steps})")
-        if self.grad_cache_chunk_size < 0:
-            raise CFTError(f"train.grad_cache_chunk_size must be >= 0 (got {self.grad_cache_chunk_size})")
+        chunk = self.grad_cache_chunk_size
+        if chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0):
+            raise CFTError(f"train.grad_cache_chunk_size must be auto, 0 (off) or a number of sentences >= 1 "
+                           f"(got {chunk!r})")
         if self.bf16 not in ("auto", True, False):
             raise CFTError(f"train.bf16 must be auto, true or false (got {self.bf16!r})")
 
@@ -242,7 +292,10 @@ def recipe_from_dict(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
         if key not in allowed:
             raise CFTError(f"{source}: unknown key `{key}`; a recipe has: {', '.join(sorted(allowed))}")
     sections = {name: _build_section(cls, data.get(name), source, name) for name, cls in SECTIONS.items()}
-    return Recipe(name=str(data.get("name", Path(source).stem)), **sections)
+    name = data.get("name", Path(source).stem)
+    if not isinstance(name, (str, int, float)) or isinstance(name, bool) or not str(name).strip():
+        raise CFTError(f"{source}: name must be a short text (got {name!r})")
+    return Recipe(name=str(name), **sections)
 
 
 def load_recipe(path: str | os.PathLike[str] | None, overrides: list[str] | None = None) -> Recipe:
@@ -254,10 +307,14 @@ def load_recipe(path: str | os.PathLike[str] | None, overrides: list[str] | None
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise CFTError(f"{path}: recipe file not found") from None
+        except IsADirectoryError:
+            raise CFTError(f"{path}: is a folder; give a recipe file (see recipes/)") from None
         except (OSError, UnicodeDecodeError) as error:
             raise CFTError(f"{path}: cannot read recipe ({error})") from None
         try:
             data = yaml.safe_load(text) or {}
+        except RecursionError:
+            raise CFTError(f"{path}: nested too deeply to be a recipe") from None
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark is not None else ""

@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("run: give the command after --, e.g. python -m notify run -- python train.py")
         from notify.run_identity import InvalidRunId
 
+        try:  # before the command starts: afterwards only the command's own exit code may come out
+            args.log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"run: --log-dir {args.log_dir}: cannot create the folder ({exc.strerror or exc})")
         options = RunOptions(cmd, args.name, args.notify_start, args.log_dir, args.bucket, args.run_id)
         try:
             return run(options)

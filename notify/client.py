@@ -46,7 +46,8 @@ def parse_priority(value: int | str | None) -> int | None:
 
 
 def _header_value(text: str) -> str:
-    """HTTP headers are Latin-1; ntfy decodes RFC 2047 for anything else (emoji, accents)."""
+    """HTTP headers are Latin-1 and one line; ntfy decodes RFC 2047 for anything else (emoji, accents)."""
+    text = " ".join(text.split())  # a newline (say, in a job name) would make the header, and the send, invalid
     try:
         text.encode("ascii")
         return text

@@ -120,6 +120,8 @@ class Manifest:
         except json.JSONDecodeError as error:
             raise ManifestError(f"{MANIFEST_FILE} is not JSON ({error.msg}: line {error.lineno} "
                                 f"column {error.colno})") from None
+        except RecursionError:  # nesting deeper than the JSON parser follows: damaged or hostile, not a manifest
+            raise ManifestError(f"{MANIFEST_FILE} is nested too deeply to be a manifest") from None
         return cls.from_dict(data)
 
     def record_scores(self, scores: dict[str, float], summary_uri: str,

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 SECRET_NAME_PARTS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 MIN_SECRET_LENGTH = 4  # shorter values ("1", "yes") would shred ordinary text
 MASK = "***"
+# Values that are settings, not secrets, whatever the name (TOKENIZERS_PARALLELISM=false is in most HF jobs' env).
+NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "auto", "disabled", "enabled"})
 
 
 def is_secret_name(name: str) -> bool:
@@ -27,7 +29,8 @@ def secret_values(env: Mapping[str, str] = os.environ) -> list[str]:
 
     Longest first so that a secret containing another one is masked whole.
     """
-    values = {v for k, v in env.items() if is_secret_name(k) and v and len(v) >= MIN_SECRET_LENGTH}
+    values = {v for k, v in env.items()
+              if is_secret_name(k) and v and len(v) >= MIN_SECRET_LENGTH and v.lower() not in NOT_SECRET_VALUES}
     return sorted(values, key=lambda v: (-len(v), v))
 
 
@@ -45,11 +48,46 @@ def text_redactor(env: Mapping[str, str] = os.environ) -> Callable[[str], str]:
     return lambda text: pattern.sub(MASK, text)
 
 
-def bytes_redactor(env: Mapping[str, str] = os.environ) -> Callable[[bytes], bytes]:
-    """Like :func:`text_redactor` for raw output bytes (a command's output need not be valid UTF-8)."""
-    values = [v.encode("utf-8", "surrogateescape") for v in secret_values(env)]
-    if not values:
-        return lambda data: data
-    pattern = re.compile(b"|".join(re.escape(v) for v in values))
-    mask = MASK.encode()
-    return lambda data: pattern.sub(mask, data)
+
+class StreamRedactor:
+    """Redacts a byte stream that arrives in arbitrary pieces: a secret split across two writes is still masked.
+
+    Each piece is redacted together with what was held back from the previous one. The tail that could still
+    grow into a secret (a proper prefix of one, or a match that a longer secret could extend) is held back until
+    the next piece or :meth:`flush`, so what is emitted is final. Only that tail waits: ordinary text is never
+    delayed, and the held tail is shorter than the longest secret. Bytes, because output need not be UTF-8.
+    """
+
+    def __init__(self, env: Mapping[str, str] = os.environ) -> None:
+        self._secrets = [v.encode("utf-8", "surrogateescape") for v in secret_values(env)]
+        self._pattern = re.compile(b"|".join(re.escape(v) for v in self._secrets)) if self._secrets else None
+        self._held = b""
+
+    def _cut(self, data: bytes) -> int:
+        """Where the part that is safe to emit ends: before the earliest suffix that could still become a secret."""
+        assert self._pattern is not None
+        longest = max(len(s) for s in self._secrets)
+        cut = len(data)
+        for start in range(max(0, len(data) - longest + 1), len(data)):
+            tail = data[start:]
+            if any(len(s) > len(tail) and s.startswith(tail) for s in self._secrets):
+                cut = start
+                break
+        for match in self._pattern.finditer(data):  # never split a match: hold all of it
+            if match.start() < cut < match.end():
+                return match.start()
+        return cut
+
+    def feed(self, data: bytes) -> bytes:
+        """The redacted output that is final so far (may be shorter than ``data``: a possible secret waits)."""
+        if self._pattern is None:
+            return data
+        data = self._held + data
+        cut = self._cut(data)
+        self._held = data[cut:]
+        return self._pattern.sub(MASK.encode(), data[:cut])
+
+    def flush(self) -> bytes:
+        """Whatever is held back, redacted: the stream has ended, so it can no longer grow into a secret."""
+        data, self._held = self._held, b""
+        return self._pattern.sub(MASK.encode(), data) if self._pattern is not None else data

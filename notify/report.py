@@ -52,7 +52,7 @@ def describe_host(env: Mapping[str, str]) -> str:
     if raw:
         try:
             info = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             info = None
         if isinstance(info, dict) and info.get("cluster_name"):
             where = ", ".join(str(info[k]) for k in ("cloud", "region", "zone") if info.get(k))

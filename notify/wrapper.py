@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from notify import report
 from notify.client import NtfyClient
-from notify.redact import bytes_redactor, text_redactor
+from notify.redact import StreamRedactor, text_redactor
 from notify.run_identity import resolve_run_id, sanitize_run_id, timestamp
 from notify.storage import read_manifest, run_prefix, upload_log
 
@@ -69,8 +69,10 @@ class _SignalState:
 
 
 def _say(line: str, redact: Callable[[str], str]) -> None:
+    """One line on stderr, whatever the message (botocore's errors span several)."""
     try:
-        print(redact(f"notify: {line}"), file=sys.stderr, flush=True)
+        flat = " ".join(part.strip() for part in str(line).splitlines() if part.strip())
+        print(redact(f"notify: {flat}"), file=sys.stderr, flush=True)
     except Exception:
         pass
 
@@ -109,15 +111,20 @@ def _log_path(log_dir: Path, name: str, env: Mapping[str, str]) -> Path:
 
 
 def _pump(
-    process: subprocess.Popen[bytes], sinks: list[BinaryIO], redact: Callable[[bytes], bytes]
+    process: subprocess.Popen[bytes], sinks: list[BinaryIO], redactor: StreamRedactor
 ) -> None:
-    """Copy the child's output to every sink, redacted, whole lines at a time (partial lines when idle)."""
+    """Copy the child's output to every sink, redacted, whole lines at a time (partial lines when idle).
+
+    The redactor sees the stream, not the pieces: a secret written in two parts around a pause is still masked.
+    """
     assert process.stdout is not None
     fd = process.stdout.fileno()
     alive = list(sinks)
 
-    def emit(data: bytes) -> None:
-        data = redact(data)
+    def emit(data: bytes, final: bool = False) -> None:
+        data = redactor.feed(data) + (redactor.flush() if final else b"")
+        if not data:
+            return
         for sink in list(alive):
             try:
                 sink.write(data)
@@ -151,8 +158,7 @@ def _pump(
             pending = b""
         if exited_at is not None or process.poll() is not None:
             break  # exited and its output drained
-    if pending:
-        emit(pending)
+    emit(pending, final=True)
     process.stdout.close()
 
 
@@ -216,7 +222,7 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
                     starter.start()
                 terminal = getattr(sys.stdout, "buffer", None)
                 sinks = [terminal, log] if terminal is not None else [log]
-                _pump(state.process, sinks, bytes_redactor(env))
+                _pump(state.process, sinks, StreamRedactor(env))
                 returncode = state.process.wait()
                 code = 128 - returncode if returncode < 0 else returncode
 

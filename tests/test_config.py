@@ -78,3 +78,10 @@ def test_missing_recipe_file():
 
 def test_defaults_are_a_valid_recipe():
     assert isinstance(load_recipe(None), Recipe)
+
+
+def test_warm_up_longer_than_the_run_is_a_warning(caplog):
+    recipe = {"train": {"max_steps": 10, "warmup_steps": 50}}
+    with caplog.at_level("WARNING", logger="cft"):
+        recipe_from_dict(recipe, "r.yaml")
+    assert "train.warmup_steps (50) >= train.max_steps (10)" in caplog.text

@@ -158,3 +158,10 @@ def test_cli_send_rejects_bad_priority():
                           env={"PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert "priority must be 1-5" in done.stderr
+
+
+def test_a_newline_in_a_title_does_not_lose_the_notification(server):
+    """A job name with a newline (SkyPilot passes TASK_NAME through) must not make the header invalid."""
+    assert notify("body", title="train\nnode 1", env=_env(server.url))
+    [p] = server.published
+    assert p.title == "train node 1"

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from notify.redact import bytes_redactor, redact, secret_values
+from notify.redact import StreamRedactor, redact, secret_values
 from notify.run_identity import InvalidRunId, resolve_run_id, sanitize_run_id
 
 NOW = datetime(2026, 1, 2, 3, 4, 5)
@@ -96,6 +96,29 @@ def test_redact_treats_secrets_literally():
     assert redact("x a.b*c(d y aXbbc(d", env) == "x *** y aXbbc(d"
 
 
-def test_bytes_redactor_handles_non_utf8_output():
-    redact_bytes = bytes_redactor({"HF_TOKEN": "hf_secret"})
-    assert redact_bytes(b"\xff\xfe hf_secret \x00") == b"\xff\xfe *** \x00"
+def test_stream_redactor_handles_non_utf8_output():
+    stream = StreamRedactor({"HF_TOKEN": "hf_secret"})
+    assert stream.feed(b"\xff\xfe hf_secret \x00") + stream.flush() == b"\xff\xfe *** \x00"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_stream_redactor_masks_secrets_split_across_pieces(size):
+    """Fed in pieces of any size, the output equals redacting the whole text; overlapping secrets mask whole."""
+    env = {"HF_TOKEN": "abcd", "AWS_SECRET_ACCESS_KEY": "abcdef", "NTFY_TOKEN": "xyzw", "API_KEY": "zwab"}
+    text = b"1 abcdef 2 abcd 3 abc 4 xyzwab 5 zwab 6 ab"
+    stream = StreamRedactor(env)
+    out = b"".join(stream.feed(text[i:i + size]) for i in range(0, len(text), size)) + stream.flush()
+    assert out == b"1 *** 2 *** 3 abc 4 ***ab 5 *** 6 ab"
+
+
+def test_stream_redactor_does_not_hold_ordinary_text():
+    stream = StreamRedactor({"HF_TOKEN": "hf_secret"})
+    assert stream.feed(b"progress 10%\r") == b"progress 10%\r"
+    assert stream.feed(b"prompt> h") == b"prompt> " and stream.feed(b"ello") == b"hello"
+
+
+def test_settings_whose_names_look_secret_do_not_shred_text():
+    """TOKENIZERS_PARALLELISM=false (set by most HF jobs) must not turn every `false` in a log or config into ***."""
+    env = {"TOKENIZERS_PARALLELISM": "false", "USE_KEYRING": "true", "HF_TOKEN": "hf_real_secret"}
+    assert redact("trust_remote_code: false, keyring true, hf_real_secret", env) == \
+        "trust_remote_code: false, keyring true, ***"

@@ -189,3 +189,28 @@ def test_missing_command_exits_127_and_reports(tmp_path, server):
     assert done.returncode == 127
     [p] = server.published
     assert "failed: exit code 127" in p.title and "no-such-command-xyz" in p.body
+
+
+def test_secret_printed_in_pieces_with_a_pause_is_masked(tmp_path, server):
+    """The wrapper shows partial lines when the child goes quiet; a secret split across that pause stays masked."""
+    env = _base_env(server.url, BUCKET=str(tmp_path / "bucket"), RUN_ID="split", **SECRETS)
+    token = SECRETS["HF_TOKEN"]
+    script = ("import os, sys, time; t = os.environ['HF_TOKEN']; w = sys.stdout.write; w('token=' + t[:5]); "
+              "sys.stdout.flush(); time.sleep(0.8); w(t[5:] + ' done\\n'); sys.stdout.flush(); sys.exit(3)")
+    done, _ = _wrap(tmp_path, env, [sys.executable, "-c", script])
+    assert done.returncode == 3
+    [uploaded] = (tmp_path / "bucket" / "runs" / "split" / "logs").glob("*.log")
+    written = [_log(tmp_path).read_text(), uploaded.read_text(), done.stdout.decode()]
+    written += [p.body for p in server.published]
+    for text in written:
+        assert token not in text and token[:5] not in text and token[5:] not in text, text
+    assert "token=*** done" in _log(tmp_path).read_text()
+
+
+def test_a_storage_error_is_one_line_on_stderr(tmp_path):
+    """botocore lists its regexes over several lines; the wrapper says it in one, and keeps the exit code."""
+    done, _ = _wrap(tmp_path, _base_env(None), ["bash", "-c", "exit 4"], "--bucket", "s3://Bad_Bucket!!/x")
+    assert done.returncode == 4
+    lines = done.stderr.decode().splitlines()
+    [upload] = [line for line in lines if "log upload" in line]
+    assert "Bad_Bucket!!" in upload and all(line.startswith("notify: ") for line in lines), lines

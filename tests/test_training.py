@@ -140,14 +140,19 @@ def test_half_written_checkpoint_is_ignored(tmp_path, tiny_model_dir, triplets_c
     assert result.manifest.resumed_from_step == 10
 
 
-def test_non_finite_loss_stops_the_run(tmp_path, tiny_model_dir, triplets_csv, monkeypatch):
+def test_non_finite_loss_stops_the_run_with_one_line(tmp_path, tiny_model_dir, triplets_csv, monkeypatch, capsys):
     from cft.losses.info_nce import InfoNCELoss
 
     original = InfoNCELoss.forward
     monkeypatch.setattr(InfoNCELoss, "forward", lambda self, *args: original(self, *args) * float("nan"))
     recipe_path = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=30)
-    with pytest.raises(FloatingPointError, match="non-finite training loss"):
-        train(load_recipe(recipe_path), str(recipe_path), output=str(tmp_path / "bucket"), run_id="nan")
+    from cft.cli.main import main
+
+    code = main(["train", "--config", str(recipe_path), "--output", str(tmp_path / "bucket"), "--run-id", "nan"])
+    assert code == 2
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if line.startswith("cft: error:")]
+    assert "Traceback" not in err and line.startswith("cft: error: non-finite training loss")
     manifest = json.loads((tmp_path / "bucket" / "runs" / "nan" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "non-finite" in manifest["error"]
     assert "adapter" not in {p.name for p in (tmp_path / "bucket" / "runs" / "nan").iterdir()}
@@ -159,3 +164,20 @@ def test_grad_cache_recipe_option_trains(tmp_path, tiny_model_dir, triplets_csv)
     result = train(load_recipe(recipe_path), str(recipe_path), output=str(tmp_path / "bucket"), run_id="gc")
     assert result.manifest.steps == 10
     assert result.manifest.metrics["final_loss"] < result.manifest.metrics["first_loss"]
+
+
+def test_secret_passed_through_set_is_masked_in_config_and_manifest(tmp_path, tiny_model_dir, triplets_csv,
+                                                                    monkeypatch):
+    from cft.cli.main import main
+
+    secret = "hf_set_secret_9876"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    recipe_path = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=2)
+    code = main(["train", "--config", str(recipe_path), "--set", f"name=tiny-{secret}",
+                 "--output", str(tmp_path / "bucket"), "--run-id", "masked"])
+    assert code == 0
+    run_dir = tmp_path / "bucket" / "runs" / "masked"
+    for name in ("config.yaml", "manifest.json"):
+        assert "tiny-***" in (run_dir / name).read_text(), name
+    for path in run_dir.rglob("*"):
+        assert not path.is_file() or secret.encode() not in path.read_bytes(), path

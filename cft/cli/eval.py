@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 EXAMPLES = """examples:
   cft eval --adapter cft-runs/runs/<run_id>/adapter --tasks sts
@@ -84,6 +85,17 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CFTError(f"--batch-size must be >= 1 (got {args.batch_size})")
     if args.max_length is not None and args.max_length < 2:
         raise CFTError(f"--max-length must be >= 2 (got {args.max_length})")
+    if args.output and "://" in args.output:
+        from cft.storage.bucket import open_bucket
+
+        open_bucket(args.output)  # a bad bucket URI or name fails now, not after the evaluation
+    if args.output and "://" not in args.output:
+        for folder in (Path(args.output), *Path(args.output).parents):  # refuse before hours of encoding, not after
+            if folder.exists() and not folder.is_dir():
+                raise CFTError(f"--output {args.output}: {folder} is a file; results go in a folder")
+    from cft.modeling.encoder import resolve_device
+
+    args.device = str(resolve_device(args.device)) if args.device else None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cft.export import export_adapter
+    from cft.modeling.encoder import resolve_device
 
+    args.device = str(resolve_device(args.device)) if args.device else None
     result = export_adapter(args.adapter, args.output, fmt=args.fmt, force=args.force, dtype=args.dtype,
                             device=args.device, verify=args.verify)
     for name, folder in (("hf", result.hf_dir), ("st", result.st_dir)):

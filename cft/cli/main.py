@@ -1,8 +1,9 @@
 """Assembles the `cft` command from one module per sub-command.
 
 Each command module exposes `register(subparsers)`, which adds its parser and sets `func` to a callable taking the
-parsed arguments and returning an exit code. Known user errors become one line on stderr; `CFT_DEBUG=1` shows the
-traceback instead.
+parsed arguments and returning an exit code. Every failure becomes one line on stderr, `cft: error: ...`: bad input
+(see `cft.errors.user_message`) exits 2, an unexpected error exits 1 and asks for the traceback, which `CFT_DEBUG=1`
+shows. Usage mistakes get the same one line (argparse's own two-line usage message is replaced).
 """
 
 from __future__ import annotations
@@ -11,15 +12,23 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from cft import __version__
-from cft.errors import CFTError
+from cft.errors import one_line, user_message
 
 COMMAND_MODULES = ("train", "prepare", "eval", "runs", "export", "demo")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors that say where the help is; sub-command parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"cft: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="cft",
         description="Contrastive fine-tuning of small causal LMs into text-embedding models.",
     )
@@ -38,17 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version, or a usage error already printed as one line
+        return int(exit.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except CFTError as error:
-        if os.environ.get("CFT_DEBUG") == "1":
-            raise
-        print(f"cft: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("cft: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if os.environ.get("CFT_DEBUG") == "1":
+            raise
+        message = user_message(error)
+        if message is not None:
+            print(f"cft: error: {message}", file=sys.stderr)
+            return 2
+        detail = one_line(str(error))[:300]
+        print(f"cft: error: unexpected {type(error).__name__}{': ' + detail if detail else ''} (a bug in cft; "
+              "CFT_DEBUG=1 shows the traceback, please report it)", file=sys.stderr)
+        return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cft.errors import CFTError
 
@@ -29,10 +30,15 @@ def parse_columns(text: str | None) -> dict[str, str | None]:
     for part in (text or "").split(","):
         if not part.strip():
             continue
-        key, _, value = part.partition("=")
+        key, equals, value = part.partition("=")
         key = key.strip()
+        if not equals:
+            raise CFTError(f"--columns: {part.strip()!r} has no '='; write role=column, e.g. "
+                           "sent0=premise,sent1=hypothesis,hard_neg=contradiction")
         if key not in names:
             raise CFTError(f"--columns: unknown role {key!r}; use sent0, sent1 and hard_neg (got {text!r})")
+        if not value.strip() and key != "hard_neg":
+            raise CFTError(f"--columns: {key}= needs a column name (only hard_neg may be empty, for pairs)")
         mapping[names[key]] = value.strip() or None
     return mapping
 
@@ -43,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise CFTError(f"--limit must be >= 1 (got {args.limit})")
+    if args.output and not args.output.endswith((".jsonl", ".json")):
+        raise CFTError(f"--output {args.output}: prepare writes JSONL; name the file .jsonl")
+    if args.output and Path(args.output).is_dir():
+        raise CFTError(f"--output {args.output}: is a folder; name a .jsonl file")
     config = DataConfig(train_file=args.input, limit=args.limit, **parse_columns(args.columns))
     triplets, report = load_triplets(config)
     print(report.summary())

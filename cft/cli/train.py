@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from cft.training.interrupt import RunInterrupted, sigterm_interrupts
     from cft.training.run import train
 
+    from cft.errors import CFTError
+
+    if not args.config.strip():
+        raise CFTError("--config is empty; give a recipe file, e.g. --config recipes/smollm2-135m.yaml")
     recipe = load_recipe(args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     output = args.output or os.environ.get("BUCKET") or "./cft-runs"
@@ -45,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return interrupted.exit_code
     if result.manifest:
         metrics = result.manifest.metrics
-        print(f"run {result.run_id}: {result.status}, {result.manifest.steps} steps, "
-              f"loss {metrics.get('first_loss')} -> {metrics.get('final_loss')}; adapter: {result.adapter_uri}")
+        loss = (f", loss {metrics['first_loss']} -> {metrics['final_loss']}" if metrics.get("first_loss") is not None
+                else "")  # no loss is logged before train.logging_steps
+        print(f"run {result.run_id}: {result.status}, {result.manifest.steps} steps{loss}; "
+              f"adapter: {result.adapter_uri}")
     return 0

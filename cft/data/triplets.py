@@ -21,6 +21,7 @@ from cft.errors import CFTError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 HF_PREFIX = "hf://"
+MAX_FIELD_CHARS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,31 @@ def _bad_encoding_line(path: Path, error: UnicodeDecodeError) -> int:
 
 
 def _iter_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
-        if reader.fieldnames is None:
-            return
-        for row in reader:
-            yield reader.line_num, row
+    # utf-8-sig: spreadsheet programs save "CSV UTF-8" with a byte-order mark, which would otherwise glue itself to
+    # the first column's name. strict: an unbalanced quote is an error at its line, not one giant field.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))  # the default 131,072 refuses long texts
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter, strict=True,
+                                quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
+        started = 1
+        try:
+            if reader.fieldnames is None:
+                return
+            while True:
+                started = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                yield reader.line_num, row
+        except csv.Error as error:
+            hint = ("a quoted field starts here and never ends: close the quote or double the \" inside it"
+                    if "end of data" in str(error) else f"malformed CSV ({error})")
+            raise CFTError(f"{path}:{started}: {hint}") from None
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -133,6 +149,8 @@ def _iter_hub(spec: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _iter_file(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    if path.is_dir():
+        raise CFTError(f"{path}: is a folder; give a triplet file ({', '.join(FORMATS)})")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise CFTError(f"{path}: unknown file type {path.suffix!r}; use one of {', '.join(FORMATS)}")

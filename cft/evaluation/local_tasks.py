@@ -166,9 +166,16 @@ def _localize(task: AbsTask, path: Path, revision: str) -> AbsTask:
 
 def _tsv_rows(path: Path, wanted: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
     """(line number, values of `wanted`) for each row of a tab-separated file with a header; errors name the line."""
+    try:
+        yield from _tsv_rows_utf8(path, wanted)
+    except UnicodeDecodeError as error:  # a local file, never the hub's fault: name it
+        raise CFTError(f"{path}: not valid UTF-8 ({error.reason}); re-save the file as UTF-8") from None
+
+
+def _tsv_rows_utf8(path: Path, wanted: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
     if not path.is_file():
         raise CFTError(f"{path}: file not found")
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: spreadsheets save a byte-order mark
         header = f.readline().rstrip("\r\n").split("\t")
         missing = [c for c in wanted if c not in header]
         if missing:
@@ -185,6 +192,13 @@ def _tsv_rows(path: Path, wanted: tuple[str, ...]) -> Iterator[tuple[int, list[s
             if len(fields) != len(header):
                 raise CFTError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, found {len(fields)}")
             yield lineno, [fields[i] for i in where]
+
+
+def _utf8_lines(handle: Any, path: Path) -> Iterator[str]:
+    try:
+        yield from handle
+    except UnicodeDecodeError as error:
+        raise CFTError(f"{path}: not valid UTF-8 ({error.reason}); re-save the file as UTF-8") from None
 
 
 def _number(path: Path, lineno: int, text: str) -> float:
@@ -211,14 +225,16 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise CFTError(f"{path}: file not found")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open(encoding="utf-8-sig", errors="strict") as f:
+        for lineno, line in enumerate(_utf8_lines(f, path), start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise CFTError(f"{path}:{lineno}: not valid JSON ({error.msg})") from None
+            except (json.JSONDecodeError, RecursionError) as error:
+                raise CFTError(f"{path}:{lineno}: not valid JSON ({getattr(error, 'msg', 'nested too deeply')})") from None
+            if not isinstance(row, dict):
+                raise CFTError(f"{path}:{lineno}: each line must be a JSON object")
             if "_id" in row and "id" not in row:
                 row["id"] = row["_id"]
             missing = [k for k in required if k not in row]

@@ -146,7 +146,8 @@ def build_tasks(
     tasks: list[AbsTask] = []
     skipped: dict[str, str] = {}
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise CFTError(f"--data-dir {data_dir}: no such folder")
+        what = "is a file" if Path(data_dir).exists() else "no such folder"
+        raise CFTError(f"--data-dir {data_dir}: {what}; give a folder laid out like ../shared/data (sts/, retrieval/)")
     for spec in specs:
         if data_dir is None:
             try:

@@ -50,7 +50,16 @@ class SentenceTransformerEncoder:
         if looks_local and not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             what = "no such folder" if not path.exists() else "no modules.json or config.json in it"
             raise CFTError(f"--st-model {model}: {what}; give a sentence-transformers model folder")
-        self.model = SentenceTransformer(str(path) if looks_local else str(model), device=device)
+        try:
+            self.model = SentenceTransformer(str(path) if looks_local else str(model), device=device)
+        except Exception as error:  # damaged or foreign folders surface as many types
+            first = str(error).splitlines()[0] if str(error) else ""
+            raise CFTError(f"--st-model {model}: cannot load it as a sentence-transformers model "
+                           f"({type(error).__name__}: {first[:200]})") from None
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is not None and getattr(tokenizer, "pad_token", "") is None:
+            raise CFTError(f"--st-model {model}: its tokenizer has no padding token, so it cannot encode batches; "
+                           "a causal LM goes with --model, not --st-model")
         self.name = name or (_display_name(path) if looks_local else str(model))
         self.revision = state_dict_hash(self.model)
 

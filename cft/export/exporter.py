@@ -47,8 +47,12 @@ def _check_output(output: Path, force: bool, adapter_dir: Path | None = None) ->
         raise CFTError(f"--output {output}: exists and is not a folder")
     if adapter_dir is not None:
         adapter = adapter_dir.resolve()
-        if adapter == output.resolve() or output.resolve() in adapter.parents:
+        target = output.resolve()
+        if adapter == target or target in adapter.parents:
             raise CFTError(f"--output {output}: holds the adapter being exported; choose another folder")
+        if adapter in target.parents:
+            raise CFTError(f"--output {output}: is inside the adapter being exported ({adapter_dir}); choose a folder "
+                           "outside it")
     if output.is_dir() and any(output.iterdir()) and not force:
         raise CFTError(f"--output {output}: folder is not empty; choose another, or pass --force to replace it")
 
@@ -169,7 +173,7 @@ def _plan(adapter: str, output: str | Path, fmt: str, force: bool, dtype: str, d
     """Every check that can refuse the export, before any model is loaded."""
     from cft.export.merge import find_adapter_dir, resolve_export_dtype
     from cft.export.st_model import prompt_prefix
-    from cft.modeling.encoder import default_device
+    from cft.modeling.encoder import resolve_device
     from cft.modeling.metadata import AdapterMetadata
 
     if fmt not in FORMATS:
@@ -177,13 +181,13 @@ def _plan(adapter: str, output: str | Path, fmt: str, force: bool, dtype: str, d
     if "://" in str(output):
         raise CFTError(f"--output {output}: export writes a local folder; upload it afterwards if needed")
     output = Path(output).expanduser().absolute()
-    _check_output(output, force)
+    _check_output(output, force, None if "://" in str(adapter) else Path(adapter).expanduser())  # before a download
     adapter_dir = find_adapter_dir(adapter)
     _check_output(output, force, adapter_dir)
     metadata = AdapterMetadata.load(adapter_dir)
     prefix = prompt_prefix(metadata.model.prompt_template) if fmt in ("st", "both") else None
     return _Job(adapter, adapter_dir, output, fmt, force, prefix, resolve_export_dtype(dtype, metadata),
-                torch.device(device) if device else default_device())
+                resolve_device(device))
 
 
 def _staging_dir(output: Path) -> Path:

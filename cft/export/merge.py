@@ -25,6 +25,8 @@ def find_adapter_dir(adapter: str) -> Path:
     folder = materialize(adapter)
     if not (folder / METADATA_FILE).is_file() and (folder / ADAPTER_DIR / METADATA_FILE).is_file():
         return folder / ADAPTER_DIR  # a run folder was given
+    if not folder.is_dir():
+        raise CFTError(f"{adapter}: is a file; give an adapter folder saved by cft (<run>/adapter)")
     if not (folder / METADATA_FILE).is_file():
         raise CFTError(f"{adapter}: no {METADATA_FILE}; give an adapter folder saved by cft (<run>/adapter)")
     return folder

@@ -41,9 +41,38 @@ def resolve_source(name_or_path: str, gguf_file: str | None = None) -> tuple[str
         if not path.is_file():
             raise CFTError(f"{name_or_path}: GGUF file not found")
         return str(path.parent), path.name
+    if path.exists() and not path.is_dir():
+        raise CFTError(f"{name_or_path}: is a file; give a model folder, a .gguf file, or a hub id")
+    if not path.exists() and _looks_like_path(name_or_path):
+        raise CFTError(f"{name_or_path}: no such model folder; give an existing folder, a .gguf file, or a hub id "
+                       "(owner/name)")
+    if path.is_dir() and gguf_file and not (path / gguf_file).is_file():
+        raise CFTError(f"model.gguf_file {gguf_file}: no such file in {name_or_path}")
+    if path.is_dir() and not gguf_file and not (path / "config.json").is_file():
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        hint = f"; for a GGUF file set model.gguf_file (found {', '.join(ggufs)})" if ggufs else ""
+        raise CFTError(f"{name_or_path}: no config.json, not a model folder{hint}")
     if gguf_file:
         return name_or_path, gguf_file
     return name_or_path, None
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is `name` or `owner/name`; anything else that is not on disk was meant as a local path."""
+    return name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1 or "\\" in name
+
+
+def _load_error(what: str, config: ModelConfig, error: Exception) -> CFTError:
+    """One message for anything a `from_pretrained` raises: whose fault, and what to do."""
+    first = str(error).splitlines()[0] if str(error) else ""
+    detail = f"{type(error).__name__}: {first}"[:300]
+    impl = config.attn_implementation
+    if impl and impl != "eager" and impl in str(error).lower().replace("flashattention2", "flash_attention_2"):
+        return CFTError(f"model.attn_implementation={impl} is not available here ({detail}); use sdpa or eager")
+    if Path(config.name_or_path).expanduser().exists() or config.name_or_path.endswith(".gguf"):
+        return CFTError(f"{config.name_or_path}: cannot load the {what} ({detail}); its files look damaged or "
+                        "incomplete: copy or download them again")
+    return _hub_error(what, config.name_or_path, error)
 
 
 def resolve_dtype(dtype: str, device: torch.device | str) -> torch.dtype:
@@ -75,8 +104,8 @@ def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
     source, kwargs = pretrained_source(config)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as error:
-        raise _hub_error("tokenizer", config.name_or_path, error) from None
+    except Exception as error:  # damaged files surface as many types (struct.error, SafetensorError, ...)
+        raise _load_error("tokenizer", config, error) from None
     return prepare_tokenizer(tokenizer)
 
 
@@ -88,8 +117,8 @@ def load_backbone(config: ModelConfig, device: torch.device | str = "cpu") -> Pr
         kwargs["attn_implementation"] = config.attn_implementation
     try:
         model = AutoModel.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as error:
-        raise _hub_error("model", config.name_or_path, error) from None
+    except Exception as error:  # damaged files surface as many types (struct.error, SafetensorError, ...)
+        raise _load_error("model", config, error) from None
     model.config.use_cache = False
     if "gguf_file" in kwargs:
         _as_dense(model, config.name_or_path)
@@ -149,11 +178,26 @@ def load_adapter_model(adapter_dir: str | Path, device: torch.device | str = "cp
     config = metadata.model
     if dtype is not None:
         config = dataclasses.replace(config, dtype=dtype)
+    missing = [name for name, pattern in (("adapter_config.json", "adapter_config.json"),
+                                          ("adapter_model.safetensors", "adapter_model.*")) if not list(Path(adapter_dir).glob(pattern))]
+    if missing:
+        raise CFTError(f"{adapter_dir}: {' and '.join(missing)} missing; copy the whole adapter folder that cft train "
+                       "saved")
     backbone = load_backbone(config, device)
-    model = PeftModel.from_pretrained(backbone, str(adapter_dir))
+    try:
+        model = PeftModel.from_pretrained(backbone, str(adapter_dir))
+    except Exception as error:  # missing or damaged adapter_config.json / adapter_model.safetensors
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise CFTError(f"{adapter_dir}: not a readable LoRA adapter ({type(error).__name__}: {first[:200]}); it needs "
+                       "adapter_config.json and adapter_model.safetensors as cft train saves them") from None
     if list(Path(adapter_dir).glob("tokenizer*")):
-        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(adapter_dir),
-                                                                    trust_remote_code=config.trust_remote_code))
+        try:
+            tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(adapter_dir),
+                                                                        trust_remote_code=config.trust_remote_code))
+        except Exception as error:
+            first = str(error).splitlines()[0] if str(error) else ""
+            raise CFTError(f"{adapter_dir}: its tokenizer files are damaged ({type(error).__name__}: {first[:200]}); "
+                           "copy the adapter folder again") from None
     else:
         tokenizer = load_tokenizer(config)
     model.eval()

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cft.config import ModelConfig
+from cft.errors import CFTError
 from cft.modeling.backbone import load_adapter_model, load_backbone, load_tokenizer, resolve_dtype
 from cft.modeling.metadata import AdapterMetadata
 from cft.modeling.pooling import embed_batch
@@ -28,6 +29,27 @@ __all__ = ["TextEncoder", "default_device", "embed_batch"]  # embed_batch: bench
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(name: str | torch.device | None, flag: str = "--device") -> torch.device:
+    """A device that exists on this machine (default: cuda if available), checked before any model loads."""
+    if name is None or name == "":
+        return default_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CFTError(f"{flag} {name}: not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise CFTError(f"{flag} {name}: no CUDA GPU is available here; use {flag} cpu")
+        if device.index is not None and device.index >= count:
+            raise CFTError(f"{flag} {name}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise CFTError(f"{flag} {name}: Apple MPS is not available here; use {flag} cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise CFTError(f"{flag} {name}: cft runs on cpu, cuda or mps (got {device.type})")
+    return device
 
 
 def _adapter_revision(adapter_dir: Path) -> str:
@@ -56,7 +78,7 @@ class TextEncoder:
     def from_base(cls, model: str, gguf_file: str | None = None, *, pooling: str = "last_token", max_length: int = 128,
                   prompt_template: str | None = None, trust_remote_code: bool = False, dtype: str = "auto",
                   device: torch.device | str | None = None) -> "TextEncoder":
-        device = torch.device(device) if device else default_device()
+        device = resolve_device(device)
         config = ModelConfig(name_or_path=model, gguf_file=gguf_file, pooling=pooling, max_length=max_length,
                              prompt_template=prompt_template, trust_remote_code=trust_remote_code, dtype=dtype)
         metadata = AdapterMetadata(config)
@@ -67,7 +89,7 @@ class TextEncoder:
     def from_adapter(cls, adapter: str | Path, device: torch.device | str | None = None) -> "TextEncoder":
         """`adapter` is a local adapter folder (the CLI downloads an s3:// one first: `cft.storage.materialize`)."""
         folder = Path(adapter)
-        device = torch.device(device) if device else default_device()
+        device = resolve_device(device)
         model, tokenizer, metadata = load_adapter_model(folder, device)
         name = f"cft/{Path(metadata.model.name_or_path).name}-{metadata.run_id or folder.parent.name}"
         return cls(model, tokenizer, metadata, name=name, revision=_adapter_revision(folder), device=device)

@@ -69,21 +69,27 @@ class AdapterMetadata:
                 "run_id": self.run_id, "cft_version": self.cft_version}
 
     def save(self, folder: str | Path) -> Path:
+        """Writes the file with secret values masked, as every file a run puts in its bucket."""
+        from notify.redact import redact
+
         path = Path(folder) / METADATA_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        path.write_text(redact(json.dumps(self.to_dict(), indent=2, sort_keys=True)) + "\n", encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, folder: str | Path) -> AdapterMetadata:
+        """Reads and checks the file; every problem names it, so a damaged adapter is not blamed on a recipe."""
         path = Path(folder) / METADATA_FILE
+        if Path(folder).exists() and not Path(folder).is_dir():
+            raise CFTError(f"{folder}: is a file; give an adapter folder saved by cft (<run>/adapter)")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CFTError(f"{path}: missing; is {folder} an adapter saved by cft?") from None
-        except (OSError, json.JSONDecodeError) as error:
-            raise CFTError(f"{path}: unreadable ({error})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise CFTError(f"{path}: unreadable ({error}); the adapter folder is damaged") from None
         if not isinstance(data, dict):
-            raise CFTError(f"{path}: holds {type(data).__name__}, not an object")
+            raise CFTError(f"{path}: must be a JSON object (got {type(data).__name__}); the adapter folder is damaged")
         try:
             return cls.from_dict(data, str(path))
         except (CFTError, TypeError) as error:
@@ -93,18 +99,48 @@ class AdapterMetadata:
     def from_dict(cls, data: dict[str, Any], source: str = METADATA_FILE) -> AdapterMetadata:
         """Either format; keys this version does not know are logged (one line) and left out."""
         known = {f.name for f in fields(cls)}
+        _check_types(data, _TOP_TYPES)
         if "model" in data:
             model = data["model"]
             if not isinstance(model, dict):
                 raise CFTError(f"model must be an object (got {type(model).__name__})")
+            _check_types(model, _MODEL_TYPES, "model.")
+            _check_name(model.get("name_or_path"), "model.name_or_path")
             model_known = {f.name for f in fields(ModelConfig)}
             unknown = [f"model.{key}" for key in model if key not in model_known]
             config = ModelConfig(**{key: value for key, value in model.items() if key in model_known})
         else:  # format 1: the model's fields at the top level, read through the constructor's v1 keywords
+            _check_types(data, {old: _MODEL_TYPES[new] for old, new in _V1_MODEL_FIELDS.items()})
+            _check_name(data.get("base_model"), "base_model")
             known |= set(_V1_MODEL_FIELDS)
             unknown, config = [], None
         _warn_unknown(source, unknown + [key for key in data if key not in known and key not in EXPORT_KEYS])
         return cls(config, **{key: value for key, value in data.items() if key in known and key != "model"})
+
+
+# field -> (type, may be null): checked before any value reaches ModelConfig, so a damaged file names its field
+_MODEL_TYPES: dict[str, tuple[type, bool]] = {
+    "name_or_path": (str, False), "gguf_file": (str, True), "revision": (str, True), "trust_remote_code": (bool, False),
+    "dtype": (str, False), "attn_implementation": (str, True), "pooling": (str, False), "max_length": (int, False),
+    "prompt_template": (str, True)}
+_TOP_TYPES: dict[str, tuple[type, bool]] = {
+    "append_eos": (bool, False), "normalize": (bool, False), "recipe": (str, True), "run_id": (str, True),
+    "cft_version": (str, False), "format_version": (int, False)}
+_KIND_NAMES = {str: "a text", bool: "true or false", int: "an integer"}
+
+
+def _check_types(values: dict[str, Any], spec: dict[str, tuple[type, bool]], prefix: str = "") -> None:
+    for key, (kind, nullable) in spec.items():
+        if key not in values or (values[key] is None and nullable):
+            continue
+        value = values[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CFTError(f"{prefix}{key} must be {_KIND_NAMES[kind]}{' or null' if nullable else ''} (got {value!r})")
+
+
+def _check_name(value: Any, key: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise CFTError(f"{key} is missing or empty; it names the base model the adapter was trained on")
 
 
 def _warn_unknown(source: str, keys: list[str]) -> None:

@@ -143,6 +143,8 @@ def _read_json(bucket: Bucket, key: str, name: str) -> tuple[Any, str | None]:
         return json.loads(text), None
     except json.JSONDecodeError as error:
         return None, f"{name} is not JSON ({error.msg}: line {error.lineno})"
+    except RecursionError:
+        return None, f"{name} is nested too deeply to read"
 
 
 def read_config(bucket: Bucket, prefix: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -155,6 +157,8 @@ def read_config(bucket: Bucket, prefix: str) -> tuple[dict[str, Any] | None, str
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         return None, f"{CONFIG_FILE} is not valid YAML ({str(error).splitlines()[0]})"
+    except RecursionError:
+        return None, f"{CONFIG_FILE} is nested too deeply to read"
     if not isinstance(data, dict):
         return None, f"{CONFIG_FILE} holds {type(data).__name__}, not a mapping"
     return data, None
@@ -330,7 +334,8 @@ def _group_by_run(keys: list[str]) -> dict[str, list[str]]:
 def _check_root(bucket: Bucket) -> None:
     local = bucket.local_path("")
     if local is not None and not local.is_dir():
-        raise CFTError(f"{bucket.uri}: no such folder; give a bucket root (a local folder or s3://bucket/prefix), "
+        what = "is a file, not a folder" if local.exists() else "no such folder"
+        raise CFTError(f"{bucket.uri}: {what}; give a bucket root (a local folder or s3://bucket/prefix), "
                        "or set $BUCKET")
 
 

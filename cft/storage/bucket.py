@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -190,6 +191,9 @@ class S3Bucket(Bucket):
         self.prefix = self.prefix.strip("/")
         if len(self.bucket_name) < 3:
             raise CFTError(f"{uri}: not a valid S3 bucket URI (s3://<bucket>/<prefix>)")
+        if not re.fullmatch(r"[A-Za-z0-9.\-_]{3,255}", self.bucket_name):  # botocore's own rule, checked up front
+            raise CFTError(f"{uri}: {self.bucket_name!r} is not a valid S3 bucket name (letters, digits, '.', '-', "
+                           "'_'; usually lowercase)")
         self.uri = f"s3://{self.bucket_name}" + (f"/{self.prefix}" if self.prefix else "")
         self._client: Any = None
 

@@ -32,6 +32,7 @@ from cft.training.callbacks import CheckpointSync, now_iso, write_status
 from cft.training.checkpoints import ResumePoint, choose_resume_point
 from cft.training.interrupt import signal_name
 from notify.manifest import Manifest, ManifestError
+from notify.redact import redact
 from notify.run_identity import InvalidRunId, resolve_run_id, timestamp
 from notify.run_layout import (
     ADAPTER_DIR,
@@ -195,7 +196,7 @@ def _mark_started(run: _Run, resume: ResumePoint) -> None:
     checkpoints or found none usable (log, stderr, notification)."""
     if not run.is_main:
         return
-    run.bucket.write_text(run.paths.config, run.recipe.to_yaml())
+    run.bucket.write_text(run.paths.config, redact(run.recipe.to_yaml()))  # as the manifest is
     write_status(run.bucket, run.paths, "running", step=resume.step or 0)
     if resume.folder is None and not resume.skipped:
         return
@@ -209,10 +210,14 @@ def _mark_started(run: _Run, resume: ResumePoint) -> None:
 
 
 def _build_trainer(run: _Run, extra_callbacks: list[Any]) -> tuple[Any, Any, Any, int]:
-    """(trainer, LoRA model, tokenizer, number of triplets): data, backbone and loss wired into the Trainer."""
+    """(trainer, LoRA model, tokenizer, number of triplets): data, backbone, loss and memory plan wired into the
+    Trainer."""
+    import torch
+
     from cft.data.collator import TripletCollator
     from cft.losses.info_nce import InfoNCELoss
     from cft.modeling.backbone import build_lora_model, load_backbone, load_tokenizer
+    from cft.training.memory import plan_memory
     from cft.training.trainer import ContrastiveTrainer
 
     recipe, settings = run.recipe, run.recipe.train
@@ -223,6 +228,11 @@ def _build_trainer(run: _Run, extra_callbacks: list[Any]) -> tuple[Any, Any, Any
         trainable, total = model.get_nb_trainable_parameters()
         logger.info("LoRA r=%d on %s: %d trainable of %d parameters", recipe.lora.r, recipe.lora.target_modules,
                     trainable, total)
+    plan = plan_memory(model, dataset.items, settings.batch_size, settings.grad_cache_chunk_size,
+                       tokenizer.pad_token_id, recipe.model.pooling, run.args.device,
+                       lambda: torch.autocast(run.args.device.type, dtype=torch.bfloat16, enabled=run.args.bf16))
+    if run.is_main:
+        logger.info(plan.line())
     trainer = ContrastiveTrainer(
         model=model,
         args=run.args,
@@ -230,7 +240,7 @@ def _build_trainer(run: _Run, extra_callbacks: list[Any]) -> tuple[Any, Any, Any
         data_collator=TripletCollator(tokenizer.pad_token_id),
         loss_fn=InfoNCELoss(settings.temperature),
         pooling=recipe.model.pooling,
-        grad_cache_chunk_size=settings.grad_cache_chunk_size,
+        grad_cache_chunk_size=plan.chunk,
         callbacks=[CheckpointSync(run.bucket, run.paths, settings.save_total_limit, before_write=run.check_lease),
                    *extra_callbacks],
     )
@@ -251,6 +261,9 @@ def _load_dataset(run: _Run, tokenizer: Any) -> Any:
     if len(dataset) < batch_size * world_size:
         raise CFTError(f"{recipe.data.train_file}: {len(dataset)} usable triplets, fewer than one batch "
                        f"({batch_size} x {world_size} processes); lower train.batch_size")
+    if batch_size * world_size == 1 and not any(item["negative"] for item in dataset.items):
+        raise CFTError(f"train.batch_size=1 on pairs without hard negatives ({recipe.data.train_file}): a batch "
+                       "has no negative, the loss is always 0 and nothing is learned; use train.batch_size >= 2")
     return dataset
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from cft.errors import TrainingDiverged
 from cft.losses.info_nce import InfoNCELoss, split_embeddings
 from cft.modeling.pooling import embed_batch
 
@@ -37,7 +38,8 @@ class ContrastiveTrainer(Trainer):
         """Adds this process's throughput since the previous log line (triplets/s, tokens/s)."""
         if "loss" in logs:
             if not math.isfinite(float(logs["loss"])):
-                raise FloatingPointError(
+                self._close_progress_bar()
+                raise TrainingDiverged(
                     f"non-finite training loss ({logs['loss']}) at step {self.state.global_step}: stopping instead of "
                     "spending GPU hours on it; lower train.learning_rate or check the data. The last complete "
                     "checkpoint is kept.")
@@ -46,6 +48,14 @@ class ContrastiveTrainer(Trainer):
             logs["tokens_per_second"] = round(self._window["tokens"] / elapsed, 1)
             self._window = {"triplets": 0, "tokens": 0, "since": time.perf_counter()}
         super().log(logs, *args, **kwargs)
+
+    def _close_progress_bar(self) -> None:
+        """Ends the progress bar's line, so that the error printed next starts a line of its own."""
+        for callback in self.callback_handler.callbacks:
+            bar = getattr(callback, "training_bar", None)
+            if bar is not None:
+                bar.close()
+                callback.training_bar = None
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:

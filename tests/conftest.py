@@ -135,3 +135,16 @@ def tiny_recipe_yaml(path: Path, model_dir: Path, train_file: Path, **train: obj
         "train": settings,
     }))
     return path
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging():
+    """`cft train` configures the root logger on the captured stderr; later tests must not write to it."""
+    import logging
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)

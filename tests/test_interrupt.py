@@ -14,19 +14,6 @@ from cft.storage.bucket import open_bucket
 from cft.training.run import train
 from conftest import tiny_recipe_yaml
 
-@pytest.fixture(autouse=True)
-def restore_root_logging():
-    """`cft train` configures the root logger on the captured stderr; later tests must not write to it."""
-    import logging
-
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    yield
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-
-
 
 @pytest.fixture
 def sigterm_guard():

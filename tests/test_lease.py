@@ -39,19 +39,6 @@ def root(request, tmp_path):
     return f"s3://{S3_BUCKET}/{tmp_path.name}"
 
 
-@pytest.fixture(autouse=True)
-def restore_root_logging():
-    """`cft train` configures the root logger on the captured stderr; later tests must not write to it."""
-    import logging
-
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    yield
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-
-
 def test_conditional_writes_are_honoured(root):
     """The store (moto's server >= 5.1.5, or a local folder) refuses a create over an object and a stale replace."""
     bucket = open_bucket(root)

@@ -5,19 +5,6 @@ import pytest
 from cft.cli.main import main
 from conftest import tiny_recipe_yaml
 
-@pytest.fixture(autouse=True)
-def restore_root_logging():
-    """`cft train` configures the root logger on the captured stderr; later tests must not write to it."""
-    import logging
-
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    yield
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-
-
 
 @pytest.mark.parametrize(("flag", "env"), [(["--run-id", ".."], {}), (["--run-id", "."], {}), ([], {"RUN_ID": "a/../b"}),
                                            ([], {"SKYPILOT_TASK_ID": "../x"})])

@@ -126,6 +126,11 @@ RESULT_MARK = "CFT_SKY_RESULT "
 ERROR_MARK = "CFT_SKY_ERROR "
 
 
+def _ordered_if_list(resources, describe) -> list:
+    described = [describe(r) for r in resources]
+    return described if isinstance(resources, list) else sorted(described, key=repr)
+
+
 def _validate_task_yaml(path: str, env_overrides: list[tuple[str, str]]) -> dict:
     """Parse ``path`` as ``sky launch`` / ``sky jobs launch`` do and validate it.
 
@@ -151,17 +156,19 @@ def _validate_task_yaml(path: str, env_overrides: list[tuple[str, str]]) -> dict
                 "envs": dict(task.envs),
                 "inline_secrets": sorted(task.secrets),
                 "secret_refs": sorted(ref.name for ref in task.managed_secret_refs),
-                "resources": sorted(
-                    (
-                        {
-                            "cloud": str(r.cloud) if r.cloud else None,
-                            "accelerators": r.accelerators,
-                            "use_spot": r.use_spot,
-                            "disk_size": r.disk_size,
-                        }
-                        for r in task.resources
-                    ),
-                    key=repr,
+                # SkyPilot keeps `ordered` candidates as a list, tried in
+                # order, and `any_of` ones as a set, of which the optimizer
+                # takes the cheapest: report which, and keep a list's order.
+                "resources_ordered": isinstance(task.resources, list),
+                "resources": _ordered_if_list(
+                    task.resources,
+                    lambda r: {
+                        "cloud": str(r.cloud) if r.cloud else None,
+                        "accelerators": r.accelerators,
+                        "use_spot": r.use_spot,
+                        "disk_size": r.disk_size,
+                        "job_recovery": r.job_recovery,
+                    },
                 ),
                 "setup": task.setup,
                 "run": task.run,

@@ -120,11 +120,14 @@ def test_skypilot_sees_the_resources_we_mean(parsed):
         return parsed[name]["tasks"][index]["resources"]
 
     train = resources("train.yaml")
-    assert {json.dumps(r["accelerators"], sort_keys=True) for r in train} == {
-        '{"H100": 8}',
-        '{"A100-80GB": 8}',
-        '{"A100": 8}',
-    }
+    # In this order: SkyPilot tries the first and falls back to the next only
+    # when it cannot get it (an `any_of` set would take the cheapest).
+    assert [r["accelerators"] for r in train] == [{"H100": 8}, {"A100-80GB": 8}, {"A100": 8}]
+    assert [r["accelerators"] for r in resources("eval.yaml")] == [
+        {"H100": 1}, {"A100-80GB": 1}, {"A100": 1}, {"A10": 1}]
+    for name, result in parsed.items():
+        for task in result["tasks"]:
+            assert task["resources_ordered"], f"{name}:{task['name']}: GPU candidates are a set (cheapest wins)"
     for r in train + resources("eval.yaml"):
         assert r["cloud"] == "Lambda"
         assert r["use_spot"] is False  # Lambda has no spot instances
@@ -132,6 +135,15 @@ def test_skypilot_sees_the_resources_we_mean(parsed):
     assert {next(iter(r["accelerators"].values())) for r in resources("eval.yaml")} == {1}
     assert resources("pipeline.yaml", 0) == train
     assert resources("pipeline.yaml", 1) == resources("eval.yaml")
+
+
+def test_managed_jobs_restart_on_errors(parsed):
+    # Without it a managed job ends FAILED on the first non-zero exit of a
+    # healthy cluster (a transient S3 outage, an NCCL timeout).
+    for name, result in parsed.items():
+        for task in result["tasks"]:
+            for r in task["resources"]:
+                assert r["job_recovery"]["max_restarts_on_errors"] >= 1, f"{name}:{task['name']}"
 
 
 def test_skypilot_takes_the_secrets_at_launch_time(parsed):
@@ -234,7 +246,8 @@ def test_no_spot_on_lambda():
     for name, task in _all_tasks():
         resources = task["resources"]
         assert "use_spot" not in resources, name
-        candidates = resources.get("any_of") or [resources]
+        assert "any_of" not in resources, f"{name}: any_of takes the cheapest candidate; use ordered"
+        candidates = resources.get("ordered") or [resources]
         assert len(candidates) >= 3, f"{name}: fall back across GPU types"
         for candidate in candidates:
             assert candidate.get("use_spot") in (None, False), name

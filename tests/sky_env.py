@@ -15,6 +15,7 @@ validators with the venv's interpreter (they import ``sky`` only there)::
     python tests/sky_env.py                      # build if absent, print its python
     .venv-sky/bin/python tests/sky_env.py validate-task jobs/train.yaml [KEY=VAL ...]
     .venv-sky/bin/python tests/sky_env.py validate-config sky/config.yaml
+    .venv-sky/bin/python tests/sky_env.py resolve-secrets jobs/train.yaml BUCKET=... secret:NAME=VAL ...
 
 The validators print one line ``CFT_SKY_RESULT <json>`` and exit 0, or
 ``CFT_SKY_ERROR <message>`` and exit 1.
@@ -155,6 +156,7 @@ def _validate_task_yaml(path: str, env_overrides: list[tuple[str, str]]) -> dict
                 "num_nodes": task.num_nodes,
                 "envs": dict(task.envs),
                 "inline_secrets": sorted(task.secrets),
+                "empty_secrets": sorted(k for k, v in task.secrets.items() if not v.get_secret_value()),
                 "secret_refs": sorted(ref.name for ref in task.managed_secret_refs),
                 # SkyPilot keeps `ordered` candidates as a list, tried in
                 # order, and `any_of` ones as a set, of which the optimizer
@@ -177,6 +179,24 @@ def _validate_task_yaml(path: str, env_overrides: list[tuple[str, str]]) -> dict
             }
         )
     return {"dag_name": dag.name, "tasks": tasks}
+
+
+def _resolve_secrets(path: str, env_overrides: list[tuple[str, str]], secrets: list[tuple[str, str]]) -> dict:
+    """Load ``path`` with ``--secret`` values and run SkyPilot's own secret check.
+
+    ``sky.execution.launch`` (``sky launch``, ``--dryrun`` included) calls
+    ``_resolve_managed_secrets`` before it provisions anything; it raises for a
+    null secret that got no value. ``sky jobs launch`` leaves that check to the
+    jobs controller, which is why the docs run ``sky launch --dryrun`` first.
+    """
+    from sky import execution
+    from sky.utils import dag_utils
+
+    dag = dag_utils.load_chain_dag_from_yaml(
+        path, env_overrides=env_overrides or None, secret_overrides=secrets or None
+    )
+    execution._resolve_managed_secrets(dag)  # noqa: SLF001 - the check itself, no cloud involved
+    return {"tasks": [sorted(task.secrets) for task in dag.tasks]}
 
 
 def _validate_config_yaml(path: str) -> dict:
@@ -209,6 +229,13 @@ def _main(argv: list[str]) -> int:
     try:
         if command == "validate-task":
             result = _validate_task_yaml(path, [tuple(kv.split("=", 1)) for kv in rest])
+        elif command == "resolve-secrets":
+            pairs = [tuple(kv.split("=", 1)) for kv in rest]
+            result = _resolve_secrets(
+                path,
+                [(k, v) for k, v in pairs if not k.startswith("secret:")],
+                [(k[len("secret:"):], v) for k, v in pairs if k.startswith("secret:")],
+            )
         elif command == "validate-config":
             result = _validate_config_yaml(path)
         else:

@@ -117,6 +117,10 @@ class Node:
         # SkyPilot exports every env of the task (values from --env win) and the secrets.
         env.update({k: "" if v is None else str(v) for k, v in task_envs.items()})
         env.update(overrides)
+        # The code under test: the project venv's editable install points at one checkout, PYTHONPATH at this one
+        # (after a test's own sitecustomize folder).
+        if os.environ.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (overrides.get("PYTHONPATH"), os.environ["PYTHONPATH"]) if p)
         return env
 
     def start(self, script: str, task_envs: dict[str, Any], **overrides: str) -> subprocess.Popen:

@@ -193,6 +193,8 @@ def test_eval_of_an_adapter_logs_under_its_run(node):
     assert proc.returncode == 0, proc.stderr
     assert node.calls("python")[-4:] == ["--adapter", adapter, "--tasks", "retrieval"]
     assert node.call_env("python")["RUN_ID"] == "20260102-030405"
+    # ... and its log goes to that run's logs/: the wrapper gets the bucket the adapter lives in.
+    assert node.call_env("python")["BUCKET"] == BUCKET
 
 
 @pytest.mark.parametrize("file_name", ["eval.yaml", "pipeline.yaml"])

@@ -219,10 +219,30 @@ def _validate_config_yaml(path: str) -> dict:
     return {"config": skypilot_config.to_dict()}
 
 
+def _serve_task_scripts() -> int:
+    """One JSON line in (``{"codegen", "env_vars"}``), one out (``{"script"}``), until stdin closes.
+
+    The script is SkyPilot's own (``sky.skylet.log_lib.make_task_bash_script``): it sources ~/.bashrc, exports
+    the envs one by one and changes into ~/sky_workdir, as a node does before a task's setup and run. A server,
+    so that the node emulation pays SkyPilot's import once per test session.
+    """
+    import json
+
+    from sky.skylet import log_lib
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        script = log_lib.make_task_bash_script(request["codegen"], env_vars=request["env_vars"])
+        print(json.dumps({"script": script}), flush=True)
+    return 0
+
+
 def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-v", "build"):
         print(ensure_sky_venv(quiet="-v" not in argv))
         return 0
+    if argv[0] == "serve-task-scripts":
+        return _serve_task_scripts()
     import json
 
     command, path, rest = argv[0], argv[1], argv[2:]

@@ -38,8 +38,11 @@ def s3_client(env: Mapping[str, str] = os.environ) -> Any:
     except ImportError as exc:
         raise StorageError("boto3 is not installed") from exc
     attempts = int(env.get(S3_ATTEMPTS_VARIABLE, S3_DEFAULT_ATTEMPTS))
+    # Checksums only where S3 requires them: R2, B2 and some MinIO versions reject the CRC32 headers boto3 >= 1.36
+    # sends by default.
     config = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=S3_CONNECT_TIMEOUT_S,
-                    read_timeout=S3_READ_TIMEOUT_S)
+                    read_timeout=S3_READ_TIMEOUT_S, request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required")
     endpoint = next((env[name] for name in S3_ENDPOINT_VARIABLES if env.get(name)), None)
     return boto3.client("s3", endpoint_url=endpoint, config=config)
 

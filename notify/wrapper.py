@@ -172,7 +172,9 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
     bucket = options.bucket or env.get("BUCKET") or None
     name = sanitize_run_id(options.name or Path(options.command[0]).name) or "run"
     command_text = shlex.join(options.command)
-    notify_all = env.get("SKYPILOT_NODE_RANK", "0") in ("", "0")  # other nodes report only problems
+    # One notification per event: only the first node reports. When another node fails, rank 0's torchrun
+    # fails too and its note carries the reason; every node still uploads its own log.
+    notify_all = env.get("SKYPILOT_NODE_RANK", "0") in ("", "0")
 
     options.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = _log_path(options.log_dir, name, env)
@@ -271,7 +273,7 @@ def _finish(
             facts.reason = report.failure_reason(log_path)
         if starter is not None:
             starter.join(1.0)  # keep start before end on the phone, unless the server is the slow part
-        if outcome == "succeeded" and not notify_all:
+        if not notify_all:
             return
         note = {"succeeded": report.succeeded, "failed": report.failed, "interrupted": report.interrupted}[
             outcome

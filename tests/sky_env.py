@@ -15,6 +15,7 @@ validators with the venv's interpreter (they import ``sky`` only there)::
     python tests/sky_env.py                      # build if absent, print its python
     .venv-sky/bin/python tests/sky_env.py validate-task jobs/train.yaml [KEY=VAL ...]
     .venv-sky/bin/python tests/sky_env.py validate-config sky/config.yaml
+    .venv-sky/bin/python tests/sky_env.py resolve-secrets jobs/train.yaml BUCKET=... secret:NAME=VAL ...
 
 The validators print one line ``CFT_SKY_RESULT <json>`` and exit 0, or
 ``CFT_SKY_ERROR <message>`` and exit 1.
@@ -126,6 +127,11 @@ RESULT_MARK = "CFT_SKY_RESULT "
 ERROR_MARK = "CFT_SKY_ERROR "
 
 
+def _ordered_if_list(resources, describe) -> list:
+    described = [describe(r) for r in resources]
+    return described if isinstance(resources, list) else sorted(described, key=repr)
+
+
 def _validate_task_yaml(path: str, env_overrides: list[tuple[str, str]]) -> dict:
     """Parse ``path`` as ``sky launch`` / ``sky jobs launch`` do and validate it.
 
@@ -150,18 +156,21 @@ def _validate_task_yaml(path: str, env_overrides: list[tuple[str, str]]) -> dict
                 "num_nodes": task.num_nodes,
                 "envs": dict(task.envs),
                 "inline_secrets": sorted(task.secrets),
+                "empty_secrets": sorted(k for k, v in task.secrets.items() if not v.get_secret_value()),
                 "secret_refs": sorted(ref.name for ref in task.managed_secret_refs),
-                "resources": sorted(
-                    (
-                        {
-                            "cloud": str(r.cloud) if r.cloud else None,
-                            "accelerators": r.accelerators,
-                            "use_spot": r.use_spot,
-                            "disk_size": r.disk_size,
-                        }
-                        for r in task.resources
-                    ),
-                    key=repr,
+                # SkyPilot keeps `ordered` candidates as a list, tried in
+                # order, and `any_of` ones as a set, of which the optimizer
+                # takes the cheapest: report which, and keep a list's order.
+                "resources_ordered": isinstance(task.resources, list),
+                "resources": _ordered_if_list(
+                    task.resources,
+                    lambda r: {
+                        "cloud": str(r.cloud) if r.cloud else None,
+                        "accelerators": r.accelerators,
+                        "use_spot": r.use_spot,
+                        "disk_size": r.disk_size,
+                        "job_recovery": r.job_recovery,
+                    },
                 ),
                 "setup": task.setup,
                 "run": task.run,
@@ -170,6 +179,24 @@ def _validate_task_yaml(path: str, env_overrides: list[tuple[str, str]]) -> dict
             }
         )
     return {"dag_name": dag.name, "tasks": tasks}
+
+
+def _resolve_secrets(path: str, env_overrides: list[tuple[str, str]], secrets: list[tuple[str, str]]) -> dict:
+    """Load ``path`` with ``--secret`` values and run SkyPilot's own secret check.
+
+    ``sky.execution.launch`` (``sky launch``, ``--dryrun`` included) calls
+    ``_resolve_managed_secrets`` before it provisions anything; it raises for a
+    null secret that got no value. ``sky jobs launch`` leaves that check to the
+    jobs controller, which is why the docs run ``sky launch --dryrun`` first.
+    """
+    from sky import execution
+    from sky.utils import dag_utils
+
+    dag = dag_utils.load_chain_dag_from_yaml(
+        path, env_overrides=env_overrides or None, secret_overrides=secrets or None
+    )
+    execution._resolve_managed_secrets(dag)  # noqa: SLF001 - the check itself, no cloud involved
+    return {"tasks": [sorted(task.secrets) for task in dag.tasks]}
 
 
 def _validate_config_yaml(path: str) -> dict:
@@ -192,16 +219,43 @@ def _validate_config_yaml(path: str) -> dict:
     return {"config": skypilot_config.to_dict()}
 
 
+def _serve_task_scripts() -> int:
+    """One JSON line in (``{"codegen", "env_vars"}``), one out (``{"script"}``), until stdin closes.
+
+    The script is SkyPilot's own (``sky.skylet.log_lib.make_task_bash_script``): it sources ~/.bashrc, exports
+    the envs one by one and changes into ~/sky_workdir, as a node does before a task's setup and run. A server,
+    so that the node emulation pays SkyPilot's import once per test session.
+    """
+    import json
+
+    from sky.skylet import log_lib
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        script = log_lib.make_task_bash_script(request["codegen"], env_vars=request["env_vars"])
+        print(json.dumps({"script": script}), flush=True)
+    return 0
+
+
 def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-v", "build"):
         print(ensure_sky_venv(quiet="-v" not in argv))
         return 0
+    if argv[0] == "serve-task-scripts":
+        return _serve_task_scripts()
     import json
 
     command, path, rest = argv[0], argv[1], argv[2:]
     try:
         if command == "validate-task":
             result = _validate_task_yaml(path, [tuple(kv.split("=", 1)) for kv in rest])
+        elif command == "resolve-secrets":
+            pairs = [tuple(kv.split("=", 1)) for kv in rest]
+            result = _resolve_secrets(
+                path,
+                [(k, v) for k, v in pairs if not k.startswith("secret:")],
+                [(k[len("secret:"):], v) for k, v in pairs if k.startswith("secret:")],
+            )
         elif command == "validate-config":
             result = _validate_config_yaml(path)
         else:

@@ -1,7 +1,8 @@
 """An emulated SkyPilot node: a task's ``setup``/``run`` executed by bash on this machine, as SkyPilot runs them.
 
 SkyPilot exports the task's ``envs``, its secrets and the ``SKYPILOT_*`` variables, then runs ``setup`` and
-``run`` with bash in the synced workdir. A ``Node`` here does the same with:
+``run`` with bash in the synced workdir (``~/sky_workdir``). A ``Node`` here runs them through SkyPilot's own
+script builder (``sky.skylet.log_lib.make_task_bash_script``, called in the SkyPilot venv), with:
 
 - its own home and workdir (two nodes on one machine share no disk, as two VMs would not);
 - a "venv" (``CFT_VENV``) whose ``python`` execs the project's ``.venv`` interpreter and whose ``torchrun``
@@ -31,6 +32,33 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECT_VENV = Path(os.environ.get("CFT_TEST_VENV") or Path(sys.executable).parent.parent)
 
 S3_CREDENTIALS = CREDENTIALS
+
+
+_SCRIPT_SERVER: subprocess.Popen | None = None
+# What the machine itself provides; every other variable of a node's environment SkyPilot exports in the script.
+_MACHINE_ENV = ("PATH", "HOME", "LANG")
+
+
+def sky_task_script(codegen: str, env_vars: dict[str, str]) -> str:
+    """``codegen`` wrapped by SkyPilot's script builder, as a node runs a task's setup or run."""
+    global _SCRIPT_SERVER
+    import json
+
+    import sky_env
+
+    if _SCRIPT_SERVER is None or _SCRIPT_SERVER.poll() is not None:
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+        _SCRIPT_SERVER = subprocess.Popen(
+            [str(sky_env.ensure_sky_venv()), sky_env.__file__, "serve-task-scripts"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )
+    assert _SCRIPT_SERVER.stdin is not None and _SCRIPT_SERVER.stdout is not None
+    _SCRIPT_SERVER.stdin.write(json.dumps({"codegen": codegen, "env_vars": env_vars}) + "\n")
+    _SCRIPT_SERVER.stdin.flush()
+    line = _SCRIPT_SERVER.stdout.readline()
+    if not line:
+        raise AssertionError("SkyPilot's script builder stopped (see stderr above)")
+    return json.loads(line)["script"]
 
 
 class MotoS3(S3Server):
@@ -87,6 +115,7 @@ class Node:
         self.uv_calls = root / "uv.calls"
         self.home.mkdir(parents=True, exist_ok=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.home / "sky_workdir").symlink_to(self.workdir)  # where SkyPilot's script changes into
         # The synced workdir: setup hashes pyproject.toml; the code itself is the project's editable install.
         (self.workdir / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
         python = PROJECT_VENV / "bin" / "python"
@@ -117,14 +146,21 @@ class Node:
         # SkyPilot exports every env of the task (values from --env win) and the secrets.
         env.update({k: "" if v is None else str(v) for k, v in task_envs.items()})
         env.update(overrides)
+        # The code under test: the project venv's editable install points at one checkout, PYTHONPATH at this one
+        # (after a test's own sitecustomize folder).
+        if os.environ.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (overrides.get("PYTHONPATH"), os.environ["PYTHONPATH"]) if p)
         return env
 
     def start(self, script: str, task_envs: dict[str, Any], **overrides: str) -> subprocess.Popen:
-        """Starts ``script`` with bash in the workdir, in a session of its own; stdout and stderr to files."""
+        """Starts ``script`` as SkyPilot would, in a session of its own; stdout and stderr to files."""
+        env = self.env(task_envs, **overrides)
+        machine = {k: v for k, v in env.items() if k in _MACHINE_ENV}
+        text = sky_task_script(script, {k: v for k, v in env.items() if k not in _MACHINE_ENV})
         out = open(self.root / "stdout.txt", "ab")
         err = open(self.root / "stderr.txt", "ab")
         try:
-            return subprocess.Popen(["bash", "-c", script], cwd=self.workdir, env=self.env(task_envs, **overrides),
+            return subprocess.Popen(["bash", "-c", text], cwd=self.home, env=machine,
                                     stdout=out, stderr=err, start_new_session=True)
         finally:
             out.close()

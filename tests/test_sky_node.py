@@ -357,3 +357,56 @@ def test_an_s3_outage_fails_the_job_loudly_and_soon(s3_outage):
 
 def test_the_failure_notification_says_why(s3_outage):
     assert "EndpointConnectionError" in s3_outage["ntfy"].published[0].body
+
+
+# --------------------------------------------------------------------------
+# One event, one notification: a failing two-node managed job, nodes and jobs controller together
+
+
+def controller_events(controller: Node, task_envs: dict, ntfy: FakeNtfyServer, *statuses: str) -> None:
+    """The jobs controller running the task's event_callback for each status, as sky/jobs/utils.py does."""
+    callback = task("train.yaml")["event_callback"]
+    for status in statuses:
+        # The controller passes the task's envs and these, never the secrets.
+        result = controller.run(callback, task_envs, JOB_STATUS=status, JOB_ID="7", TASK_ID="0",
+                                TASK_NAME="train", CLUSTER_NAME="train-7", EVENT_TYPE="Spot",
+                                NTFY_TOPIC=TOPIC, NTFY_SERVER=ntfy.url, SKYPILOT_TASK_ID=TRAIN_ID)
+        assert result.returncode == 0, result
+
+
+def test_a_failing_two_node_job_reaches_the_phone_once_with_its_reason(tmp_path, s3, ntfy):
+    train = task("train.yaml")
+    cluster = dict(
+        SKYPILOT_TASK_ID=TRAIN_ID, SKYPILOT_NUM_NODES="2", SKYPILOT_NODE_IPS="127.0.0.1\n127.0.0.1",
+        SKYPILOT_NUM_GPUS_PER_NODE="0", MASTER_PORT=str(free_port()),
+        RECIPE=str(tmp_path / "no-such-recipe.yaml"), **bucket_env(s3, ntfy),
+    )
+    controller = Node(tmp_path / "controller")
+    controller_events(controller, train["envs"], ntfy, "SUBMITTED", "STARTING", "STARTED")
+    nodes = [Node(tmp_path / f"node{rank}") for rank in (0, 1)]
+    processes = [node.start(train["run"], train["envs"], SKYPILOT_NODE_RANK=str(rank), **cluster)
+                 for rank, node in enumerate(nodes)]
+    results = [node.wait(process) for node, process in zip(nodes, processes)]
+    assert all(result.returncode != 0 for result in results), results
+    controller_events(controller, train["envs"], ntfy, "FAILED")
+
+    assert len(ntfy.published) == 1, titles(ntfy)
+    note = ntfy.published[0]
+    assert note.title.startswith("train failed"), note.title
+    assert "no-such-recipe.yaml" in note.body  # the reason, from rank 0's log
+
+
+def test_a_job_that_fails_before_it_runs_is_reported_by_the_controller(tmp_path, ntfy):
+    # No capacity, a failed launch: no node ever ran the wrapper, so the controller's FAILED is the news.
+    controller = Node(tmp_path / "controller")
+    controller_events(controller, task("train.yaml")["envs"], ntfy, "SUBMITTED", "STARTING", "FAILED")
+    assert len(ntfy.published) == 1, titles(ntfy)
+    assert "FAILED" in ntfy.published[0].title
+
+
+def test_the_controller_reports_what_the_nodes_cannot_see(tmp_path, ntfy):
+    controller = Node(tmp_path / "controller")
+    envs = task("train.yaml")["envs"]
+    controller_events(controller, envs, ntfy, "SUBMITTED", "STARTING", "STARTED", "RECOVERING", "RECOVERED",
+                      "CANCELLING", "CANCELLED")
+    assert [t.split(": ", 1)[1] for t in titles(ntfy)] == ["RECOVERING", "RECOVERED", "CANCELLED"]

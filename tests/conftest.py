@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 import pytest
+from transformers import TrainerCallback
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -148,3 +149,14 @@ def restore_root_logging():
     for handler in root.handlers[:]:
         if handler not in handlers:
             root.removeHandler(handler)
+
+
+class StopAt(TrainerCallback):
+    """Simulates a crash (preemption) right after a given step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("simulated crash")

@@ -10,6 +10,8 @@ A plain helper (no pytest import) so any test module can build its own fixture a
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 CREDENTIALS = {
@@ -78,3 +80,15 @@ class S3Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def serving(*buckets: str) -> Iterator[S3Server]:
+    """A server with these buckets and the environment pointed at it; one attempt per request, so failures are fast."""
+    import pytest
+
+    with S3Server(buckets=list(buckets)) as server, pytest.MonkeyPatch.context() as patch:
+        for name, value in server.env.items():
+            patch.setenv(name, value)
+        patch.setenv("CFT_S3_ATTEMPTS", "1")
+        yield server

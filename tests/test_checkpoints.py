@@ -13,14 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from transformers import TrainerCallback
 
 from cft.config import load_recipe
 from cft.training.run import train
-from conftest import tiny_recipe_yaml
+from conftest import StopAt, tiny_recipe_yaml
 from kill_points import Killed, arm
 from notify.testing import FakeNtfyServer
-from s3_server import S3Server
+from s3_server import serving
 
 REPO = Path(__file__).resolve().parents[1]
 S3_BUCKET = "cft-survive"
@@ -28,10 +27,7 @@ S3_BUCKET = "cft-survive"
 
 @pytest.fixture(scope="module")
 def s3_server():
-    with S3Server(buckets=[S3_BUCKET]) as server, pytest.MonkeyPatch.context() as patch:
-        for name, value in server.env.items():
-            patch.setenv(name, value)
-        patch.setenv("CFT_S3_ATTEMPTS", "1")
+    with serving(S3_BUCKET) as server:
         yield server
 
 
@@ -60,15 +56,6 @@ def where(request, tmp_path, monkeypatch):
     server = request.getfixturevalue("s3_server") if request.param == "s3" else None
     monkeypatch.setenv("CFT_WORK_DIR", str(tmp_path / "node-1"))
     return Where(request.param, tmp_path, server)
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise RuntimeError("simulated crash")
 
 
 def _recipe(tmp_path, tiny_model_dir, triplets_csv, **train):

@@ -16,7 +16,7 @@ from cft.cli.main import main
 from cft.storage.bucket import PreconditionFailed, open_bucket
 from cft.storage.lease import LeaseHeld, LeaseLost, RunLease
 from conftest import tiny_recipe_yaml
-from s3_server import S3Server
+from s3_server import serving
 
 REPO = Path(__file__).resolve().parents[1]
 S3_BUCKET = "cft-lease"
@@ -24,10 +24,7 @@ S3_BUCKET = "cft-lease"
 
 @pytest.fixture(scope="module")
 def s3_server():
-    with S3Server(buckets=[S3_BUCKET]) as server, pytest.MonkeyPatch.context() as patch:
-        for name, value in server.env.items():
-            patch.setenv(name, value)
-        patch.setenv("CFT_S3_ATTEMPTS", "1")
+    with serving(S3_BUCKET) as server:
         yield server
 
 

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 from cft.config import load_recipe
 from cft.modeling.encoder import TextEncoder
 from cft.training.run import train
-from conftest import tiny_recipe_yaml
+from conftest import StopAt, tiny_recipe_yaml
 
 TEXTS = ["a man is playing a guitar .", "the dog runs across the park .", "three girls are eating some bread ."]
 
@@ -92,17 +92,6 @@ def test_finished_run_is_not_trained_again(finished_run, tiny_model_dir, triplet
     recipe = load_recipe(run_dir / "config.yaml")
     again = train(recipe, "tiny.yaml", output=str(run_dir.parent.parent), run_id="tiny-1")
     assert again.manifest.finished_at == result.manifest.finished_at
-
-
-class StopAt(TrainerCallback):
-    """Simulates a crash (preemption) right after a given step."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise RuntimeError("simulated crash")
 
 
 def test_stopped_run_resumes_from_its_checkpoint(tmp_path, tiny_model_dir, triplets_csv):

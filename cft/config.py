@@ -253,7 +253,7 @@ def _build_section(cls: type, values: Any, source: str, section: str) -> Any:
     known = {f.name for f in fields(cls)}
     for key in values:
         if key not in known:
-            raise CFTError(f"{source}: unknown key `{section}.{key}`; known keys: {', '.join(sorted(known))}")
+            raise CFTError(f"{source}: unknown key `{section}.{key}`; {nearest_field(f'{section}.{key}')}")
     kwargs = {key: _coerce(value, hints[key], f"{source}: {section}.{key}") for key, value in values.items()}
     try:
         return cls(**kwargs)
@@ -261,27 +261,36 @@ def _build_section(cls: type, values: Any, source: str, section: str) -> Any:
         raise CFTError(f"{source}: {error}") from None
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`train.learning_rate=1e-4` -> (['train', 'learning_rate'], 0.0001); the value is read as YAML."""
+def parse_override(text: str) -> tuple[list[str], str]:
+    """`train.learning_rate=1e-4` -> (['train', 'learning_rate'], '1e-4'); `set_value` gives the text its type."""
     if "=" not in text:
         raise CFTError(f"--set expects section.key=value (got {text!r})")
     key, raw = text.split("=", 1)
     path = key.strip().split(".")
     if not all(path):
         raise CFTError(f"--set expects section.key=value (got {text!r})")
+    return path, raw
+
+
+_NULLS = ("null", "Null", "NULL", "~")
+
+
+def set_value(raw: str, annotation: Any) -> Any:
+    """The value of `--set key=RAW` as the field's declared type, so text stays text.
+
+    A text field takes RAW as it is (`model.revision=1234e56` is the commit '1234e56', not 1.234e+59); an optional
+    field takes null or ~ as None; a field of another type reads RAW as YAML (then `_coerce` checks it).
+    """
+    text = "str" if annotation is str else str(annotation)
+    if text in ("str", "str | None"):
+        return None if text == "str | None" and raw.strip() in _NULLS else raw
+    if text.startswith("list[str] | str") and not raw.strip().startswith("["):
+        return raw  # a comma list or all-linear; _coerce splits it
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
-        value = raw
-    if isinstance(value, dict):  # "Say: {}" is a prompt template, not a mapping
-        value = raw
-    # YAML reads 5e-5 as a string (no dot); numbers are what people mean.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(ch in value for ch in "eE.") else value
-        except ValueError:
-            pass
-    return path, value
+        return raw
+    return raw if isinstance(value, dict) else value
 
 
 def recipe_from_dict(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
@@ -290,7 +299,7 @@ def recipe_from_dict(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
     allowed = {"name", *SECTIONS}
     for key in data:
         if key not in allowed:
-            raise CFTError(f"{source}: unknown key `{key}`; a recipe has: {', '.join(sorted(allowed))}")
+            raise CFTError(f"{source}: unknown key `{key}`; {nearest_field(str(key))}")
     sections = {name: _build_section(cls, data.get(name), source, name) for name, cls in SECTIONS.items()}
     name = data.get("name", Path(source).stem)
     if not isinstance(name, (str, int, float)) or isinstance(name, bool) or not str(name).strip():
@@ -322,15 +331,68 @@ def load_recipe(path: str | os.PathLike[str] | None, overrides: list[str] | None
         if not isinstance(data, dict):
             raise CFTError(f"{path}: a recipe must be a YAML mapping with sections {', '.join(SECTIONS)}")
     for override in overrides or []:
-        keys, value = parse_override(override)
-        if len(keys) == 1 and keys[0] == "name":
-            data["name"] = value
+        keys, raw = parse_override(override)
+        dotted = ".".join(keys)
+        if keys == ["name"]:
+            data["name"] = raw
             continue
-        if len(keys) != 2 or keys[0] not in SECTIONS:
-            raise CFTError(f"--set {override}: keys look like <section>.<field> with section one of {', '.join(SECTIONS)}")
+        if len(keys) != 2 or keys[0] not in SECTIONS or keys[1] not in {f.name for f in fields(SECTIONS[keys[0]])}:
+            raise CFTError(f"--set {override}: unknown key `{dotted}`; {nearest_field(dotted)}")
         section = data.setdefault(keys[0], {}) or {}
         if not isinstance(section, dict):
             raise CFTError(f"{source}: `{keys[0]}` must be a mapping")
-        section[keys[1]] = value
+        section[keys[1]] = set_value(raw, get_type_hints(SECTIONS[keys[0]])[keys[1]])
         data[keys[0]] = section
     return recipe_from_dict(data, source)
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One recipe field as `cft recipe fields` shows it."""
+
+    key: str  # section.field, or `name`
+    type: str
+    default: Any
+    help: str
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def recipe_fields() -> list[FieldInfo]:
+    """Every field a recipe has, in file order, with its type, default and help (from the dataclasses above)."""
+    infos = [FieldInfo("name", "str", Recipe.__dataclass_fields__["name"].default,
+                       Recipe.__dataclass_fields__["name"].metadata["help"])]
+    for section, cls in SECTIONS.items():
+        hints = get_type_hints(cls)
+        defaults = cls()
+        for f in fields(cls):
+            infos.append(FieldInfo(f"{section}.{f.name}", _type_name(hints[f.name]), getattr(defaults, f.name),
+                                   f.metadata.get("help", "")))
+    return infos
+
+
+def nearest_field(key: str) -> str:
+    """The hint for a misspelt key: the nearest field (a bare field name finds its section too), or where to look."""
+    import difflib
+
+    keys = [info.key for info in recipe_fields()]
+    section, _, name = key.rpartition(".")
+
+    def by_name(pool: list[str]) -> str | None:
+        names = {k.rpartition(".")[2]: k for k in pool}
+        close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+        if close:
+            return names[close[0]]
+        for field_name, full in names.items():  # `lr` -> learning_rate, `grad_cache` -> grad_cache_chunk_size
+            if "".join(word[0] for word in field_name.split("_")) == name or (
+                    len(name) >= 3 and field_name.startswith(name)):
+                return full
+        return None
+
+    in_section = [k for k in keys if k.startswith(f"{section}.")] if section in SECTIONS else []
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+    guess = (in_section and by_name(in_section)) or (close[0] if close else None) or by_name(keys)
+    where = "`cft recipe fields` lists every field"
+    return f"did you mean {guess}? ({where})" if guess else where

@@ -45,8 +45,8 @@ def test_set_overrides_fields(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.learnig_rate=1", r"unknown key `train.learnig_rate`"),
-    ("trian.learning_rate=1", r"section one of model, data, lora, train"),
+    ("train.learnig_rate=1", r"--set train.learnig_rate=1: unknown key `train.learnig_rate`; did you mean train.learning_rate\?"),
+    ("trian.learning_rate=1", r"--set trian.learning_rate=1: unknown key `trian.learning_rate`; did you mean train.learning_rate\?"),
     ("train.temperature=0", r"train.temperature must be > 0 \(got 0"),
     ("train.batch_size=abc", r"train.batch_size must be an integer \(got 'abc'\)"),
     ("model.pooling=cls", r"model.pooling must be one of \('last_token', 'mean'\)"),

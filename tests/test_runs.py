@@ -232,11 +232,24 @@ def test_unknown_run_is_one_line_naming_run_and_bucket(root, capsys):
     assert "good" in err  # lists what is there
 
 
-def test_empty_bucket(s3_server, tmp_path, capsys):
+def test_empty_bucket_says_how_to_make_a_run(s3_server, tmp_path, capsys):
     assert main(["runs", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.strip() == f"no runs in {tmp_path}/runs"
-    assert main(["runs", "s3://cft-empty"]) == 0
-    assert "no runs in s3://cft-empty/runs" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip().startswith(f"no runs in {tmp_path}/runs yet; make one with `cft demo`")
+    assert main(["runs", "list", "s3://cft-empty"]) == 0
+    assert "no runs in s3://cft-empty/runs yet" in capsys.readouterr().out
+
+
+def test_fresh_machine_runs_says_no_runs_yet_and_how_to_make_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no ./cft-runs here
+    monkeypatch.delenv("BUCKET", raising=False)
+    for argv in (["runs"], ["runs", "list"]):
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("no runs in ./cft-runs/runs yet; make one with `cft demo`") and "cft train" in out
+        assert err == ""
+    assert main(["runs", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+    assert not (tmp_path / "cft-runs").exists()  # looking creates nothing
 
 
 def test_missing_local_root_is_a_user_error(tmp_path, capsys):
@@ -255,8 +268,45 @@ def test_conflicting_roots_and_bad_usage(tmp_path, capsys):
     assert main(["runs", "show", "a", str(tmp_path), "--bucket", str(tmp_path / "other")]) == 2
     assert "two bucket roots" in capsys.readouterr().err
     assert main(["runs", "compare", "only-one"]) == 2
-    assert "needs A B" in capsys.readouterr().err
+    assert "the following arguments are required: B" in capsys.readouterr().err
     assert main(["runs", "a", "b"]) == 2
+    assert "unrecognized arguments: b" in capsys.readouterr().err
+
+
+def test_runs_are_real_subcommands_and_the_old_spellings_still_work(root, capsys):
+    """`list` is a subcommand, not a bucket path; the first build's `cft runs ROOT` and flags before it still work."""
+    outputs = []
+    for argv in (["runs", "list", "--bucket", root], ["runs", root], ["runs", "--bucket", root],
+                 ["runs", "-b", root, "list"], ["runs", "list", root]):
+        assert main(argv) == 0, argv
+        outputs.append(capsys.readouterr().out)
+    assert all(set(table_rows(out)) == set(EXPECTED) for out in outputs)
+    assert main(["runs", "--bucket", root, "--json", "show", "good"]) == 0  # options given before the action
+    assert json.loads(capsys.readouterr().out)["run"]["run_id"] == "good"
+    assert main(["runs", "show", "--help"]) == 0
+    assert "RUN_ID" in capsys.readouterr().out
+
+
+def test_compare_shows_how_the_configs_differ(tmp_path, capsys):
+    bucket = open_bucket(str(tmp_path))
+    for run_id, config in (("a", CONFIG_YAML), ("b", CONFIG_YAML.replace("r: 8", "r: 16").replace(
+            "learning_rate: 0.0002", "learning_rate: 0.0005"))):
+        bucket.write_text(f"runs/{run_id}/config.yaml", config)
+        bucket.write_text(f"runs/{run_id}/manifest.json", json.dumps(manifest(run_id)))
+    assert main(["runs", "compare", "a", "b", "--bucket", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "config (fields that differ)" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("lora.", "train."))}
+    assert rows == {"lora.r": ["8", "16"], "train.learning_rate": ["0.0002", "0.0005"]}
+    assert main(["runs", "compare", "a", "b", "--bucket", str(tmp_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["config"]["differences"] == {"lora.r": {"a": 8, "b": 16},
+                                             "train.learning_rate": {"a": 0.0002, "b": 0.0005}}
+    assert main(["runs", "compare", "a", "a", "--bucket", str(tmp_path)]) == 0
+    assert "config: identical" in capsys.readouterr().out
+    bucket.write_text("runs/c/manifest.json", json.dumps(manifest("c")))  # a run without config.yaml
+    assert main(["runs", "compare", "a", "c", "--bucket", str(tmp_path)]) == 0
+    assert "config: cannot compare (c: no config.yaml)" in capsys.readouterr().out
 
 
 def test_heartbeat_age_decides_running_or_incomplete(tmp_path):

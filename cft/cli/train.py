@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from cft.cli.options import add_bucket, add_recipe, default_bucket
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,22 +15,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="contrastive fine-tuning from a recipe",
         description="Trains a LoRA adapter with InfoNCE. Resumes from the newest complete checkpoint of the same run id.",
         epilog="examples:\n  cft train --config recipes/smollm2-135m.yaml\n"
-               "  cft train --config recipes/minicpm-2b.yaml --set train.learning_rate=1e-4 --output s3://bucket/cft\n"
+               "  cft train --config recipes/minicpm-2b.yaml --set train.learning_rate=1e-4 --bucket s3://bucket/cft\n"
                "  accelerate launch -m cft train --config ...   (several GPUs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", "-c", required=True, help="recipe YAML (see recipes/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe field, e.g. train.learning_rate=1e-4 (repeatable)")
-    parser.add_argument("--output", "-o", default=None,
-                        help="bucket root: a local folder or s3://bucket/prefix (default: $BUCKET or ./cft-runs)")
+    add_recipe(parser, required=True)
+    add_bucket(parser, deprecated=("--output", "-o"))
     parser.add_argument("--run-id", default=None, help="run id (default: $RUN_ID, $SKYPILOT_TASK_ID, or a timestamp)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from cft.config import load_recipe
     from cft.training.interrupt import RunInterrupted, sigterm_interrupts
     from cft.training.run import train
@@ -39,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise CFTError("--config is empty; give a recipe file, e.g. --config recipes/smollm2-135m.yaml")
     recipe = load_recipe(args.config, args.overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    output = args.output or os.environ.get("BUCKET") or "./cft-runs"
+    output = args.bucket or default_bucket()
     try:
         with sigterm_interrupts():  # a preemption's SIGTERM is recorded as an interruption, then exit 143
             result = train(recipe, args.config, output=output, run_id=args.run_id)

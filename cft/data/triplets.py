@@ -230,16 +230,54 @@ def load_triplets(config: DataConfig) -> tuple[list[Triplet], DataReport]:
     return triplets, report
 
 
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The format a triplet file is written in, from its extension (the same table the reader uses)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise CFTError(f"{path}: cannot tell the format from {suffix or 'a name without an extension'!r}; "
+                       f"end the name with one of {', '.join(FORMATS)}")
+    return FORMATS[suffix]
+
+
+def _write_rows(triplets: list[Triplet], handle_path: str, fmt: str) -> None:
+    columns = ("sent0", "sent1", "hard_neg")
+    rows = ((t.anchor, t.positive, t.negative) for t in triplets)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        data = list(zip(*rows)) or [(), (), ()]
+        pq.write_table(pa.table({name: pa.array(list(values), pa.string()) for name, values in zip(columns, data)}),
+                       handle_path)
+        return
+    with open(handle_path, "w", encoding="utf-8", newline="") as handle:
+        if fmt == "jsonl":
+            for row in rows:
+                handle.write(json.dumps(dict(zip(columns, row)), ensure_ascii=False) + "\n")
+            return
+        if fmt == "tsv":  # the reader splits on tabs only (quotes are text), so nothing is quoted
+            writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, quotechar=None)
+        else:
+            writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows((a, p, n or "") for a, p, n in rows)  # an empty hard negative reads back as a pair
+
+
 def write_triplets(triplets: list[Triplet], path: str | os.PathLike[str]) -> None:
-    """Writes JSONL with the standard column names, atomically (temporary name, then rename)."""
+    """Writes columns sent0, sent1, hard_neg in the format the extension names, atomically (temp name, rename)."""
+    fmt = output_format(path)
+    if fmt == "tsv":
+        for number, triplet in enumerate(triplets, 1):
+            if any(text and any(ch in text for ch in "\t\r\n")
+                   for text in (triplet.anchor, triplet.positive, triplet.negative)):
+                raise CFTError(f"{path}: triplet {number} has a tab or line break inside a text, which TSV cannot "
+                               "hold; name the file .csv, .jsonl or .parquet instead")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for triplet in triplets:
-                row = {"sent0": triplet.anchor, "sent1": triplet.positive, "hard_neg": triplet.negative}
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        _write_rows(triplets, tmp, fmt)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -236,7 +236,7 @@ def write_report(runs: dict[str, EvalRun], output: str | Path) -> dict[str, Any]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise CFTError(f"--output {output}: cannot create the folder ({error.strerror})") from None
+        raise CFTError(f"--out {output}: cannot create the folder ({error.strerror})") from None
     for label, run in runs.items():
         target = folder / "mteb" / label
         target.mkdir(parents=True, exist_ok=True)

@@ -44,17 +44,17 @@ class ExportResult:
 
 def _check_output(output: Path, force: bool, adapter_dir: Path | None = None) -> None:
     if output.exists() and not output.is_dir():
-        raise CFTError(f"--output {output}: exists and is not a folder")
+        raise CFTError(f"--out {output}: exists and is not a folder")
     if adapter_dir is not None:
         adapter = adapter_dir.resolve()
         target = output.resolve()
         if adapter == target or target in adapter.parents:
-            raise CFTError(f"--output {output}: holds the adapter being exported; choose another folder")
+            raise CFTError(f"--out {output}: holds the adapter being exported; choose another folder")
         if adapter in target.parents:
-            raise CFTError(f"--output {output}: is inside the adapter being exported ({adapter_dir}); choose a folder "
+            raise CFTError(f"--out {output}: is inside the adapter being exported ({adapter_dir}); choose a folder "
                            "outside it")
     if output.is_dir() and any(output.iterdir()) and not force:
-        raise CFTError(f"--output {output}: folder is not empty; choose another, or pass --force to replace it")
+        raise CFTError(f"--out {output}: folder is not empty; choose another, or pass --force to replace it")
 
 
 def _replace_dir(source: Path, output: Path) -> None:
@@ -179,7 +179,7 @@ def _plan(adapter: str, output: str | Path, fmt: str, force: bool, dtype: str, d
     if fmt not in FORMATS:
         raise CFTError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
     if "://" in str(output):
-        raise CFTError(f"--output {output}: export writes a local folder; upload it afterwards if needed")
+        raise CFTError(f"--out {output}: export writes a local folder; upload it afterwards if needed")
     output = Path(output).expanduser().absolute()
     _check_output(output, force, None if "://" in str(adapter) else Path(adapter).expanduser())  # before a download
     adapter_dir = find_adapter_dir(adapter)

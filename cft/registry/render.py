@@ -193,7 +193,30 @@ def format_compare(comparison: dict[str, Any]) -> str:
                      shorten(str(vb) if vb is not None else None, 48)])
     lines = [table(["", a, b], rows)]
     if not comparison["scores"]:
-        return "\n".join([*lines, "", "no scores to compare (neither run has eval/summary.json or metrics)"])
+        lines += ["", "no scores to compare (neither run has eval/summary.json or metrics)"]
+    else:
+        lines += ["", _score_table(comparison)]
+    lines += ["", *_config_lines(comparison.get("config") or {}, a, b)]
+    return "\n".join(lines)
+
+
+def _config_lines(config: dict[str, Any], a: str, b: str) -> list[str]:
+    if config.get("unavailable"):
+        return [f"config: cannot compare ({config['unavailable']})"]
+    differences = config.get("differences") or {}
+    if not differences:
+        return ["config: identical"]
+    rows = [[key, shorten(_config_value(pair["a"]), 40), shorten(_config_value(pair["b"]), 40)]
+            for key, pair in differences.items()]
+    return [table(["config (fields that differ)", a, b], rows)]
+
+
+def _config_value(value: Any) -> str:
+    return "-" if value is None else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _score_table(comparison: dict[str, Any]) -> str:
+    a, b = comparison["a"], comparison["b"]
     score_rows = []
     for task, pair in comparison["scores"].items():
         is_loss = "loss" in task
@@ -202,8 +225,7 @@ def format_compare(comparison: dict[str, Any]) -> str:
         if pair["delta"] is not None and round(pair["delta"], digits) != 0:
             delta += "  (better)" if (pair["delta"] > 0) != is_loss else "  (worse)"
         score_rows.append([task, _fixed(pair["a"], digits), _fixed(pair["b"], digits), delta])
-    lines += ["", table(["score", a, b, "delta (b - a)"], score_rows)]
-    return "\n".join(lines)
+    return table(["score", a, b, "delta (b - a)"], score_rows)
 
 
 def to_json(data: Any) -> str:

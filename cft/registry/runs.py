@@ -402,7 +402,33 @@ def compare_runs(a: RunDetails, b: RunDetails) -> dict[str, Any]:
         va, vb = _number(a.record.metrics.get(name)), _number(b.record.metrics.get(name))
         if va is not None or vb is not None:
             rows[name] = _pair(va, vb)
-    return {"a": a.record.run_id, "b": b.record.run_id, "fields": fields, "scores": rows}
+    return {"a": a.record.run_id, "b": b.record.run_id, "fields": fields, "scores": rows,
+            "config": config_differences(a, b)}
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(a: RunDetails, b: RunDetails) -> dict[str, Any]:
+    """Every recipe field (`section.field`) whose value differs between the runs' config.yaml, or why it cannot tell.
+
+    A field present in one config only (a recipe from an older or newer cft) counts as differing, with None for
+    the side that lacks it.
+    """
+    missing = [f"{d.record.run_id}: {d.config_error or 'no config.yaml'}" for d in (a, b) if d.config is None]
+    if missing:
+        return {"differences": {}, "unavailable": "; ".join(missing)}
+    flat_a, flat_b = _flatten(a.config or {}), _flatten(b.config or {})
+    keys = [*flat_a, *(k for k in flat_b if k not in flat_a)]
+    return {"differences": {k: {"a": flat_a.get(k), "b": flat_b.get(k)} for k in keys if flat_a.get(k) != flat_b.get(k)},
+            "unavailable": None}
 
 
 def _pair(a: float | None, b: float | None) -> dict[str, float | None]:

@@ -19,6 +19,38 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CFT_SHARED_DATA", REPO.parent / "shared" / "data"))
+REQUIRE_SHARED_DATA = "CFT_REQUIRE_SHARED_DATA"  # .ci/run sets it to 1: there the data is present, so use it
+
+
+def needs_shared_data(*paths: str) -> pytest.MarkDecorator:
+    """Marks a test that reads files under SHARED_DATA (../shared/data), which the repository does not ship.
+
+    Without them the test is skipped with a reason, so `make test` passes on a user's fresh clone; with
+    CFT_REQUIRE_SHARED_DATA=1 (CI, where the data is present) it fails instead, so a data test cannot be skipped
+    there unseen. `paths` are relative to SHARED_DATA (files or folders); none means the folder itself.
+    """
+    return pytest.mark.shared_data(*paths)
+
+
+def check_shared_data(paths: tuple[str, ...], root: Path = SHARED_DATA) -> None:
+    """Skips (or, when required, fails) the running test when a path it needs under `root` is absent."""
+    missing = [p for p in paths or (".",) if not (root / p).exists()]
+    if not missing:
+        return
+    reason = (f"needs the shared data ({', '.join(missing)} under {root}), which the repository does not ship; "
+              "set CFT_SHARED_DATA to its folder")
+    if os.environ.get(REQUIRE_SHARED_DATA) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_SHARED_DATA}=1 requires it)", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "shared_data(*paths): reads files under ../shared/data (see needs_shared_data)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("shared_data"):
+        check_shared_data(tuple(mark.args))
 
 SUBJECTS = ["a man", "a woman", "two kids", "the dog", "a cat", "an old farmer", "the band", "three girls"]
 VERBS = ["is playing", "is eating", "walks along", "is sleeping near", "is painting", "looks at", "runs across"]

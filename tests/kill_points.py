@@ -8,7 +8,7 @@ In-process (fast), `arm(moment, kill, patch=monkeypatch.setattr)` with a `kill` 
 skips the run's `except Exception` failure handling as a kill would. As a process that SIGKILLs itself at the
 moment (nothing of Python's cleanup runs):
 
-    python tests/kill_points.py MOMENT train --config ... --output ... --run-id ...
+    python tests/kill_points.py MOMENT train --config ... --bucket ... --run-id ...
 """
 
 from __future__ import annotations

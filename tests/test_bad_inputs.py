@@ -27,7 +27,7 @@ def paths(tmp_path_factory, tiny_model_dir) -> Paths:
     p = Paths(root=str(root))
     csv = write_triplets_csv(root / "t.csv", 40)
     recipe = tiny_recipe_yaml(root / "r.yaml", tiny_model_dir, csv, max_steps=2, batch_size=8)
-    assert main(["train", "--config", str(recipe), "--output", str(root / "bucket"), "--run-id", "a"]) == 0
+    assert main(["train", "--config", str(recipe), "--bucket", str(root / "bucket"), "--run-id", "a"]) == 0
     adapter = root / "bucket" / "runs" / "a" / "adapter"
     p.update(csv=str(csv), recipe=str(recipe), model=str(tiny_model_dir), adapter=str(adapter),
              bucket=str(root / "bucket"), file=str(root / "a-file.txt"), dir=str(root / "a-dir"))
@@ -108,7 +108,7 @@ def paths(tmp_path_factory, tiny_model_dir) -> Paths:
 
 
 def _train(*sets: str, config: str = "{recipe}") -> list[str]:
-    return ["train", "--config", config, "--output", "{root}/out", *[a for s in sets for a in ("--set", s)]]
+    return ["train", "--config", config, "--bucket", "{root}/out", *[a for s in sets for a in ("--set", s)]]
 
 
 EVAL = ["eval", "--tasks", "STSBenchmark", "--data-dir", "{sts-bad}", "--no-cache", "--no-progress"]
@@ -183,16 +183,16 @@ CASES: list[tuple[str, list[str], str]] = [
     ("prepare-columns-no-equals", ["prepare", "{csv}", "--columns", "sent0"], "--columns"),
     ("prepare-columns-unknown", ["prepare", "{csv}", "--columns", "foo=bar"], "--columns"),
     ("prepare-columns-empty-anchor", ["prepare", "{csv}", "--columns", "sent0=,sent1=b"], "sent0= needs a column"),
-    ("prepare-output-folder", ["prepare", "{csv}", "--output", "{dir}"], "a-dir"),
-    ("prepare-output-not-jsonl", ["prepare", "{csv}", "--output", "{root}/out.csv"], "out.csv"),
-    ("prepare-output-under-file", ["prepare", "{csv}", "--output", "{file}/x.jsonl"], "a-file.txt"),
+    ("prepare-output-folder", ["prepare", "{csv}", "--out", "{dir}"], "a-dir"),
+    ("prepare-out-unknown-extension", ["prepare", "{csv}", "--out", "{root}/out.txt"], "out.txt"),
+    ("prepare-output-under-file", ["prepare", "{csv}", "--out", "{file}/x.jsonl"], "a-file.txt"),
     ("prepare-limit-word", ["prepare", "{csv}", "--limit", "x"], "--limit"),
     # outputs and buckets
-    ("train-output-is-file", ["train", "--config", "{recipe}", "--output", "{file}"], "a-file.txt"),
-    ("train-output-under-file", ["train", "--config", "{recipe}", "--output", "{file}/sub"], "a-file.txt"),
-    ("train-bad-bucket-name", ["train", "--config", "{recipe}", "--output", "s3://Bad_Bucket!!/x"], "Bad_Bucket!!"),
-    ("train-empty-s3", ["train", "--config", "{recipe}", "--output", "s3://"], "s3://"),
-    ("train-gs", ["train", "--config", "{recipe}", "--output", "gs://b/x"], "gs://b/x"),
+    ("train-output-is-file", ["train", "--config", "{recipe}", "--bucket", "{file}"], "a-file.txt"),
+    ("train-output-under-file", ["train", "--config", "{recipe}", "--bucket", "{file}/sub"], "a-file.txt"),
+    ("train-bad-bucket-name", ["train", "--config", "{recipe}", "--bucket", "s3://Bad_Bucket!!/x"], "Bad_Bucket!!"),
+    ("train-empty-s3", ["train", "--config", "{recipe}", "--bucket", "s3://"], "s3://"),
+    ("train-gs", ["train", "--config", "{recipe}", "--bucket", "gs://b/x"], "gs://b/x"),
     ("train-no-config", ["train"], "--config"),
     ("train-empty-config", ["train", "--config", ""], "--config is empty"),
     # eval
@@ -216,26 +216,26 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-st-model-missing", [*EVAL, "--st-model", "{root}/nope"], "--st-model"),
     ("eval-st-model-is-causal-lm", ["eval", "--st-model", "{model}", "--tasks", "STSBenchmark", "--data-dir",
                                     "{sts-binary}"], "--st-model"),
-    ("eval-batch-0", [*EVAL, "--adapter", "{adapter}", "--batch-size", "0"], "--batch-size"),
+    ("eval-batch-0", [*EVAL, "--adapter", "{adapter}", "--encode-batch-size", "0"], "--encode-batch-size"),
     ("eval-prompt-no-slot", [*EVAL, "--adapter", "{adapter}", "--prompt", "hello"], "--prompt"),
     ("eval-compare-bogus", [*EVAL, "--adapter", "{adapter}", "--compare", "a,b"], "--compare"),
-    ("eval-output-is-file", [*EVAL, "--adapter", "{adapter}", "--output", "{file}"], "a-file.txt is a file"),
-    ("eval-output-under-file", [*EVAL, "--adapter", "{adapter}", "--output", "{file}/x"], "a-file.txt is a file"),
+    ("eval-output-is-file", [*EVAL, "--adapter", "{adapter}", "--out", "{file}"], "a-file.txt is a file"),
+    ("eval-output-under-file", [*EVAL, "--adapter", "{adapter}", "--out", "{file}/x"], "a-file.txt is a file"),
     ("eval-nothing", ["eval"], "--adapter"),
-    ("eval-output-bad-bucket", [*EVAL, "--adapter", "{adapter}", "--output", "s3://Bad_Bucket!!/x"], "Bad_Bucket!!"),
+    ("eval-output-bad-bucket", [*EVAL, "--adapter", "{adapter}", "--out", "s3://Bad_Bucket!!/x"], "Bad_Bucket!!"),
     ("eval-adapter-bad-bucket", ["eval", "--adapter", "s3://Bad_Bucket!!/x"], "Bad_Bucket!!"),
     # export
-    ("export-adapter-missing", ["export", "--adapter", "{root}/nope", "--output", "{root}/e"], "nope"),
-    ("export-adapter-is-file", ["export", "--adapter", "{file}", "--output", "{root}/e"], "a-file.txt: is a file"),
-    ("export-output-is-file", ["export", "--adapter", "{adapter}", "--output", "{file}"], "a-file.txt"),
-    ("export-output-is-adapter", ["export", "--adapter", "{adapter}", "--output", "{adapter}"], "holds the adapter"),
-    ("export-inside-adapter", ["export", "--adapter", "{adapter}", "--output", "{adapter}/out"], "inside the adapter"),
-    ("export-output-under-file", ["export", "--adapter", "{adapter}", "--output", "{file}/x"], "a-file.txt"),
-    ("export-device-unknown", ["export", "--adapter", "{adapter}", "--output", "{root}/e", "--device", "tpu9"],
+    ("export-adapter-missing", ["export", "--adapter", "{root}/nope", "--out", "{root}/e"], "nope"),
+    ("export-adapter-is-file", ["export", "--adapter", "{file}", "--out", "{root}/e"], "a-file.txt: is a file"),
+    ("export-output-is-file", ["export", "--adapter", "{adapter}", "--out", "{file}"], "a-file.txt"),
+    ("export-output-is-adapter", ["export", "--adapter", "{adapter}", "--out", "{adapter}"], "holds the adapter"),
+    ("export-inside-adapter", ["export", "--adapter", "{adapter}", "--out", "{adapter}/out"], "inside the adapter"),
+    ("export-output-under-file", ["export", "--adapter", "{adapter}", "--out", "{file}/x"], "a-file.txt"),
+    ("export-device-unknown", ["export", "--adapter", "{adapter}", "--out", "{root}/e", "--device", "tpu9"],
      "--device tpu9"),
-    ("export-device-cuda-absent", ["export", "--adapter", "{adapter}", "--output", "{root}/e", "--device", "cuda:7"],
+    ("export-device-cuda-absent", ["export", "--adapter", "{adapter}", "--out", "{root}/e", "--device", "cuda:7"],
      "--device cuda:7"),
-    *[(f"export-{name}", ["export", "--adapter", "{" + name + "}", "--output", "{root}/e-" + name], needle)
+    *[(f"export-{name}", ["export", "--adapter", "{" + name + "}", "--out", "{root}/e-" + name], needle)
       for name, needle in ADAPTER_DAMAGE.items()],
     # runs
     ("runs-missing-root", ["runs", "{root}/nope"], "nope: no such folder"),
@@ -248,8 +248,8 @@ CASES: list[tuple[str, list[str], str]] = [
     # demo
     ("demo-steps-0", ["demo", "--steps", "0"], "--steps"),
     ("demo-batch-1", ["demo", "--batch-size", "1"], "--batch-size"),
-    ("demo-model-missing", ["demo", "--model", "{root}/no-model", "--output", "{root}/d"], "no-model"),
-    ("demo-output-is-file", ["demo", "--model", "{model}", "--output", "{file}", "--steps", "1", "--batch-size", "4"],
+    ("demo-model-missing", ["demo", "--model", "{root}/no-model", "--bucket", "{root}/d"], "no-model"),
+    ("demo-output-is-file", ["demo", "--model", "{model}", "--bucket", "{file}", "--steps", "1", "--batch-size", "4"],
      "a-file.txt"),
     # usage
     ("unknown-command", ["trian"], "trian"),
@@ -320,7 +320,7 @@ def test_unexpected_errors_are_one_line_too(paths, capsys, monkeypatch):
 def test_valid_input_once_refused_is_accepted(tmp_path, capsys, name, content, kept):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
-    assert main(["prepare", str(path), "--output", str(tmp_path / "out.jsonl")]) == 0, capsys.readouterr().err
+    assert main(["prepare", str(path), "--out", str(tmp_path / "out.jsonl")]) == 0, capsys.readouterr().err
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == kept
 
 

@@ -206,7 +206,7 @@ def test_real_sigkill_mid_download(tmp_path, tiny_model_dir, triplets_csv, s3_se
     monkeypatch.setenv("CFT_WORK_DIR", str(tmp_path / "node-2"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
     done = subprocess.run([sys.executable, str(REPO / "tests" / "kill_points.py"), "download:3", "train",
-                           "--config", str(recipe), "--output", where.output, "--run-id", "r"],
+                           "--config", str(recipe), "--bucket", where.output, "--run-id", "r"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert (tmp_path / "node-2" / "r" / "checkpoints" / ".checkpoint-10.partial").is_dir()  # what the kill left
@@ -223,7 +223,7 @@ def test_real_sigkill_between_data_and_marker_on_a_local_folder(tmp_path, tiny_m
     recipe = _recipe(tmp_path, tiny_model_dir, triplets_csv, max_steps=30, save_total_limit=1)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
     done = subprocess.run([sys.executable, str(REPO / "tests" / "kill_points.py"), "marker:checkpoint-20", "train",
-                           "--config", str(recipe), "--output", where.output, "--run-id", "r"],
+                           "--config", str(recipe), "--bucket", where.output, "--run-id", "r"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert where.checkpoints("r") == {"checkpoint-10": True, "checkpoint-20": False}

@@ -108,7 +108,7 @@ def cft(*args):
 
 def test_prepare_cli_reports_and_converts(tmp_path):
     source = write(tmp_path / "t.csv", ROWS)
-    result = cft("prepare", str(source), "--output", str(tmp_path / "clean.jsonl"))
+    result = cft("prepare", str(source), "--out", str(tmp_path / "clean.jsonl"))
     assert result.returncode == 0, result.stderr
     assert "read 6 rows, kept 3, dropped 3" in result.stdout
     assert "dropped 1: duplicate row" in result.stdout

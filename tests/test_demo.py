@@ -28,7 +28,7 @@ def test_demo_runs_end_to_end(tmp_path, tiny_model_dir):
     env_output = tmp_path / "runs"
     result = subprocess.run(
         [sys.executable, "-m", "cft", "demo", "--model", str(tiny_model_dir), "--steps", "4", "--batch-size", "4",
-         "--output", str(env_output), "--run-id", "demo-test"],
+         "--bucket", str(env_output), "--run-id", "demo-test"],
         capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "NTFY_TOPIC": ""},
     )
     assert result.returncode == 0, result.stderr[-3000:]

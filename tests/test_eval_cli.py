@@ -35,7 +35,7 @@ def data(tmp_path):
 def test_cli_writes_the_summary_for_a_sentence_transformers_model(data, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["eval", "--st-model", str(minilm_folder()), "--tasks", "BIOSSES", "--data-dir", str(data),
-                 "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+                 "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["tasks"]) == {"BIOSSES"}

@@ -147,11 +147,11 @@ def test_cli_single_format_and_force(trained, tmp_path, capsys):
     target = tmp_path / "st-only"
     target.mkdir()
     (target / "old.txt").write_text("keep me unless --force")
-    assert main(["export", "--adapter", adapters["bpe"], "--output", str(target), "--format", "st"]) == 2
+    assert main(["export", "--adapter", adapters["bpe"], "--out", str(target), "--format", "st"]) == 2
     err = capsys.readouterr().err
     assert "not empty" in err and "--force" in err and (target / "old.txt").exists()
 
-    assert main(["export", "--adapter", adapters["bpe"], "--output", str(target), "--format", "st", "--force"]) == 0
+    assert main(["export", "--adapter", adapters["bpe"], "--out", str(target), "--format", "st", "--force"]) == 0
     out = capsys.readouterr().out
     assert f"sentence-transformers model: {target}" in out and "matches cft" in out
     assert not (target / "old.txt").exists() and (target / "modules.json").exists() and not (target / "hf").exists()

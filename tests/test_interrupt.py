@@ -67,7 +67,7 @@ def test_cft_train_exits_143_with_one_line_on_sigterm(tmp_path, tiny_model_dir, 
 
     monkeypatch.setattr(cft.data.triplets, "load_triplets", load_then_sigterm)
     recipe = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv)
-    code = main(["train", "--config", str(recipe), "--output", str(tmp_path / "bucket"), "--run-id", "pre"])
+    code = main(["train", "--config", str(recipe), "--bucket", str(tmp_path / "bucket"), "--run-id", "pre"])
     assert code == 143
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("cft: interrupted by SIGTERM; the next start")
     status = json.loads((tmp_path / "bucket" / "runs" / "pre" / "status.json").read_text())

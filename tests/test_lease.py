@@ -69,7 +69,7 @@ def test_second_writer_exits_2_naming_the_holder_then_resumes_once_it_is_dead(ro
     try:
         assert holder.stdout.readline().strip() == "held"
         recipe = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=10)
-        args = ["train", "--config", str(recipe), "--output", root, "--run-id", "r"]
+        args = ["train", "--config", str(recipe), "--bucket", root, "--run-id", "r"]
         assert main(args) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith(f"cft: error: run r is being written by host {socket.gethostname()} "

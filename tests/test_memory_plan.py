@@ -85,7 +85,7 @@ def test_budget_sizes_and_cgroup_limit(tmp_path):
 
 def _train(tmp_path, tiny_model_dir, triplets_csv, run_id, *sets):
     recipe = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=2, batch_size=16)
-    return main(["train", "--config", str(recipe), "--output", str(tmp_path / "bucket"), "--run-id", run_id,
+    return main(["train", "--config", str(recipe), "--bucket", str(tmp_path / "bucket"), "--run-id", run_id,
                  *[arg for value in sets for arg in ("--set", value)]])
 
 

@@ -16,7 +16,7 @@ def test_unsafe_run_id_exits_2_with_one_line_and_writes_nothing(flag, env, tmp_p
         monkeypatch.setenv(name, value)
     recipe = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv)
     output = tmp_path / "out" / "bucket"
-    assert main(["train", "--config", str(recipe), "--output", str(output), *flag]) == 2
+    assert main(["train", "--config", str(recipe), "--bucket", str(output), *flag]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("cft: error: ") and "is not a valid run id" in err
     assert not (tmp_path / "out").exists()

@@ -103,7 +103,7 @@ def test_train_starts_one_torchrun_per_node_with_skypilots_topology(node):
         "-m", "notify", "run", "--name", "train", "--",
         "torchrun", "--nnodes=2", "--nproc_per_node=8", "--node_rank=1",
         "--master_addr=10.0.0.1", "--master_port=29500",
-        "-m", "cft", "train", "--config", "recipes/minicpm-2b.yaml", "--output", BUCKET,
+        "-m", "cft", "train", "--config", "recipes/minicpm-2b.yaml", "--bucket", BUCKET,
     ]  # fmt: skip
     env = node.call_env("python")
     # RUN_ID: "" is unset, so cft and the wrapper fall back to SKYPILOT_TASK_ID.

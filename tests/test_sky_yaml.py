@@ -304,7 +304,7 @@ def test_train_starts_torchrun_on_all_gpus_of_all_nodes():
             '--node_rank="${SKYPILOT_NODE_RANK:-0}"',
             '--master_addr="$MASTER_ADDR"',
             '--master_port="$MASTER_PORT"',
-            '-m cft train --config "$RECIPE" --output "$BUCKET"',
+            '-m cft train --config "$RECIPE" --bucket "$BUCKET"',
         ):
             assert flag in launch, f"{name}: torchrun lacks {flag}"
         assert "SKYPILOT_NUM_GPUS_PER_NODE" in launch and "SKYPILOT_NODE_IPS" in launch

@@ -137,7 +137,7 @@ def test_non_finite_loss_stops_the_run_with_one_line(tmp_path, tiny_model_dir, t
     recipe_path = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=30)
     from cft.cli.main import main
 
-    code = main(["train", "--config", str(recipe_path), "--output", str(tmp_path / "bucket"), "--run-id", "nan"])
+    code = main(["train", "--config", str(recipe_path), "--bucket", str(tmp_path / "bucket"), "--run-id", "nan"])
     assert code == 2
     err = capsys.readouterr().err
     [line] = [line for line in err.splitlines() if line.startswith("cft: error:")]
@@ -163,7 +163,7 @@ def test_secret_passed_through_set_is_masked_in_config_and_manifest(tmp_path, ti
     monkeypatch.setenv("HF_TOKEN", secret)
     recipe_path = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=2)
     code = main(["train", "--config", str(recipe_path), "--set", f"name=tiny-{secret}",
-                 "--output", str(tmp_path / "bucket"), "--run-id", "masked"])
+                 "--bucket", str(tmp_path / "bucket"), "--run-id", "masked"])
     assert code == 0
     run_dir = tmp_path / "bucket" / "runs" / "masked"
     for name in ("config.yaml", "manifest.json"):

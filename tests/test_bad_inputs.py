@@ -143,7 +143,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("set-no-equals", _train("train.lr"), "train.lr"),
     ("set-unknown-section", _train("foo.bar=1"), "foo.bar"),
     ("set-unknown-key", _train("train.lr=1"), "train.lr"),
-    ("set-name-list", _train("name=[1,2]"), "name must be"),
+    ("set-name-empty", _train("name="), "name must be"),  # name=[1,2] is the text "[1,2]": --set keeps a text field text
     ("warmup-negative", _train("train.warmup_steps=-1"), "train.warmup_steps"),
     ("logging-steps-0", _train("train.logging_steps=0"), "train.logging_steps"),
     ("workers-negative", _train("train.dataloader_workers=-1"), "train.dataloader_workers"),

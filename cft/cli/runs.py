@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="runs_action", metavar="ACTION")
     listing = actions.add_parser("list", help="every run: status, model, steps, duration, score, adapter",
                                  description="Every run in the bucket, newest first.")
-    listing.add_argument("root", nargs="?", metavar="BUCKET_ROOT", help="same as --bucket")
+    listing.add_argument("root", nargs="*", metavar="BUCKET_ROOT", help="same as --bucket (one)")
     show = actions.add_parser("show", help="one run: manifest, config, eval summary, files",
                               description="One run in detail; incomplete checkpoints are flagged.")
     show.add_argument("run", metavar="RUN_ID", help="a run id, or a run folder <bucket>/runs/<run_id>")
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("root", nargs="?", metavar="BUCKET_ROOT", help="same as --bucket")
     for sub in (listing, show, compare):
         _add_common(sub, suppress=True)  # given before or after the action word; the later one wins
-    parser.set_defaults(func=run, runs_action=DEFAULT_ACTION, root=None)
+    parser.set_defaults(func=run, runs_action=DEFAULT_ACTION)
 
 
 def _add_common(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -110,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
     from cft.storage.bucket import open_bucket
 
     if args.runs_action == "list":
-        root = _pick_root(args.bucket, args.root, None)
+        if len(args.root) > 1:
+            raise CFTError(f"cft runs list takes one BUCKET_ROOT (got {' '.join(args.root)}); one run: "
+                           "cft runs show RUN_ID; two: cft runs compare A B")
+        root = _pick_root(args.bucket, next(iter(args.root), None), None)
         if root is None and "://" not in default_bucket() and not Path(default_bucket()).exists():
             # a fresh machine: nothing has been run yet, which is not a mistake
             print(to_json([]) if args.json else _no_runs_yet(f"{default_bucket().rstrip('/')}/{RUNS_DIR}", True))

@@ -84,9 +84,7 @@ def _normal(name: str) -> str:
 def suggest_tasks(name: str, all_names: list[str]) -> list[str]:
     """Up to three task names for a misspelt one, cft's own suites first: `STS-B` is STSBenchmark, not one of
     mteb's hundreds of multilingual STS tasks that happen to be spelt closer."""
-    from cft.evaluation.local_tasks import LOCAL_FILES
-
-    ours = list(dict.fromkeys([*(t.partition("[")[0] for suite in SUITES.values() for t in suite), *LOCAL_FILES]))
+    ours = list(dict.fromkeys(t.partition("[")[0] for suite in SUITES.values() for t in suite))
     key = _normal(name)
     picks = [t for t in ours if key and (_normal(t).startswith(key) or key.startswith(_normal(t)))]
     by_normal = {_normal(t): t for t in ours}

@@ -244,7 +244,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def _build_section(cls: type, values: Any, source: str, section: str) -> Any:
+def _build_section(cls: type, values: Any, source: str, section: str, set_by: dict[str, str]) -> Any:
+    """One section's dataclass; an error names `--set KEY=VALUE` when the bad value came from it, else `source`."""
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -254,11 +255,17 @@ def _build_section(cls: type, values: Any, source: str, section: str) -> Any:
     for key in values:
         if key not in known:
             raise CFTError(f"{source}: unknown key `{section}.{key}`; {nearest_field(f'{section}.{key}')}")
-    kwargs = {key: _coerce(value, hints[key], f"{source}: {section}.{key}") for key, value in values.items()}
+
+    def origin(key: str) -> str:
+        return f"--set {set_by[key]}" if key in set_by else source
+
+    kwargs = {key: _coerce(value, hints[key], f"{origin(f'{section}.{key}')}: {section}.{key}")
+              for key, value in values.items()}
     try:
         return cls(**kwargs)
     except CFTError as error:
-        raise CFTError(f"{source}: {error}") from None
+        blamed = [key for key in set_by if key.startswith(f"{section}.") and key in str(error)]
+        raise CFTError(f"{origin(blamed[0]) if blamed else source}: {error}") from None
 
 
 def parse_override(text: str) -> tuple[list[str], str]:
@@ -293,17 +300,20 @@ def set_value(raw: str, annotation: Any) -> Any:
     return raw if isinstance(value, dict) else value
 
 
-def recipe_from_dict(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
+def recipe_from_dict(data: dict[str, Any], source: str = "<recipe>", set_by: dict[str, str] | None = None) -> Recipe:
+    """A checked recipe from a mapping; `set_by` maps `section.field` to the `--set` text that gave its value."""
+    set_by = set_by or {}
     if not isinstance(data, dict):
         raise CFTError(f"{source}: a recipe must be a YAML mapping with sections {', '.join(SECTIONS)}")
     allowed = {"name", *SECTIONS}
     for key in data:
         if key not in allowed:
             raise CFTError(f"{source}: unknown key `{key}`; {nearest_field(str(key))}")
-    sections = {name: _build_section(cls, data.get(name), source, name) for name, cls in SECTIONS.items()}
+    sections = {name: _build_section(cls, data.get(name), source, name, set_by) for name, cls in SECTIONS.items()}
     name = data.get("name", Path(source).stem)
     if not isinstance(name, (str, int, float)) or isinstance(name, bool) or not str(name).strip():
-        raise CFTError(f"{source}: name must be a short text (got {name!r})")
+        where = f"--set {set_by['name']}" if "name" in set_by else source
+        raise CFTError(f"{where}: name must be a short text (got {name!r})")
     return Recipe(name=str(name), **sections)
 
 
@@ -330,9 +340,11 @@ def load_recipe(path: str | os.PathLike[str] | None, overrides: list[str] | None
             raise CFTError(f"{path}:{line} is not valid YAML ({getattr(error, 'problem', error)})") from None
         if not isinstance(data, dict):
             raise CFTError(f"{path}: a recipe must be a YAML mapping with sections {', '.join(SECTIONS)}")
+    set_by: dict[str, str] = {}
     for override in overrides or []:
         keys, raw = parse_override(override)
         dotted = ".".join(keys)
+        set_by[dotted] = override
         if keys == ["name"]:
             data["name"] = raw
             continue
@@ -343,7 +355,7 @@ def load_recipe(path: str | os.PathLike[str] | None, overrides: list[str] | None
             raise CFTError(f"{source}: `{keys[0]}` must be a mapping")
         section[keys[1]] = set_value(raw, get_type_hints(SECTIONS[keys[0]])[keys[1]])
         data[keys[0]] = section
-    return recipe_from_dict(data, source)
+    return recipe_from_dict(data, source, set_by)
 
 
 @dataclass(frozen=True)

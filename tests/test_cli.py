@@ -227,6 +227,17 @@ def test_a_typo_suggests_the_nearest_field_and_blames_where_it_came_from(tmp_pat
         assert f"did you mean {meant}?" in capsys.readouterr().err
 
 
+def test_a_bad_value_names_the_set_that_gave_it_or_the_file(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  temperature: 0.05\n")
+    assert main(["recipe", "show", "-c", str(recipe), "--set", "train.temperature=0"]) == 2
+    assert capsys.readouterr().err.strip() == ("cft: error: --set train.temperature=0: train.temperature must be > 0 "
+                                               "(got 0.0)")
+    recipe.write_text("train:\n  temperature: 0\n")
+    assert main(["recipe", "show", "-c", str(recipe), "--set", "train.batch_size=8"]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"cft: error: {recipe}: train.temperature must be > 0")
+
+
 def test_unknown_task_suggests_cft_suite_names_first(capsys):
     assert main(["eval", "--model", "unused", "--tasks", "STS-B"]) == 2
     err = capsys.readouterr().err.strip()

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
     parser.add_argument("--batch-size", type=int, default=16, help="triplets per step (default 16)")
     add_bucket(parser, deprecated=("--output",))
-    parser.add_argument("--run-id", default=None, help="run id (default demo-<timestamp>)")
+    parser.add_argument("--run-id", metavar="ID", default=None, help="run id (default demo-<timestamp>)")
     parser.set_defaults(func=run)
 
 

@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "recipe",
         help="list recipe fields; print a recipe resolved with --set",
-        description="A recipe (YAML) holds the model, data, LoRA and training settings of a run. `fields` lists "
-                    "every setting; `show` prints the recipe that `cft train` would use, after --set.",
+        description="A recipe (YAML) holds the model, data, LoRA and training settings of a run.\n"
+                    "`fields` lists every setting; `show` prints the recipe that `cft train` would use, after --set.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

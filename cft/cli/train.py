@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_recipe(parser, required=True)
     add_bucket(parser, deprecated=("--output", "-o"))
-    parser.add_argument("--run-id", default=None, help="run id (default: $RUN_ID, $SKYPILOT_TASK_ID, or a timestamp)")
+    parser.add_argument("--run-id", metavar="ID", default=None,
+                        help="run id (default: $RUN_ID, $SKYPILOT_TASK_ID, or a timestamp)")
     parser.set_defaults(func=run)
 
 

@@ -285,6 +285,8 @@ def test_runs_are_real_subcommands_and_the_old_spellings_still_work(root, capsys
     assert json.loads(capsys.readouterr().out)["run"]["run_id"] == "good"
     assert main(["runs", "show", "--help"]) == 0
     assert "RUN_ID" in capsys.readouterr().out
+    assert main(["runs", "-b"]) == 2  # not a bucket named "list"
+    assert "argument --bucket/-b: expected one argument" in capsys.readouterr().err
 
 
 def test_compare_shows_how_the_configs_differ(tmp_path, capsys):

@@ -64,17 +64,16 @@ def _add_common(parser: argparse.ArgumentParser, suppress: bool) -> None:
 def with_default_action(words: list[str]) -> list[str]:
     """The words after `runs`, with `list` put first when no action is named (`cft runs`, `cft runs ROOT`)."""
     skip = False
-    for index, word in enumerate(words):
+    for word in words:
         if skip:
             skip = False
-            continue
-        if word in ("-h", "--help"):
-            return words
-        if word.startswith("-"):
+        elif word in ("-h", "--help"):
+            return words  # the group's own help
+        elif word.startswith("-"):
             skip = word in VALUE_OPTIONS
-            continue
-        return words if word in ACTIONS else [*words[:index], DEFAULT_ACTION, *words[index:]]
-    return [*words, DEFAULT_ACTION]
+        else:
+            return words if word in ACTIONS else [DEFAULT_ACTION, *words]
+    return [DEFAULT_ACTION, *words]
 
 
 def _pick_root(flag: str | None, positional: str | None, from_ref: str | None) -> str | None:

@@ -224,8 +224,8 @@ def sts_eval(name: str, args: argparse.Namespace, device: Any, tokenizer: Any, d
             common.free_memory()
             model_arg = str(Path(scratch) / "model")
         command = [sys.executable, "-m", "cft", "eval", "--model", model_arg, "--tasks", args.sts_tasks,
-                   "--data-dir", str(data), "--batch-size", str(args.batch_size), "--no-cache", "--no-progress",
-                   "--device", str(device), "--output", str(Path(scratch) / "eval")]
+                   "--data-dir", str(data), "--encode-batch-size", str(args.batch_size), "--no-cache", "--no-progress",
+                   "--device", str(device), "--out", str(Path(scratch) / "eval")]
         began = time.perf_counter()
         done = subprocess.run(command, cwd=common.REPO, capture_output=True, text=True)
         wall = time.perf_counter() - began

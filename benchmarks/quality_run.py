@@ -118,7 +118,7 @@ def train(run: Runner, args: argparse.Namespace, data: Path, runs_dir: Path, run
         sets.append(f"train.batch_size={args.batch_size}")
     sets += args.overrides
     seconds = run("train", "--config", args.recipe, *itertools.chain.from_iterable(("--set", s) for s in sets),
-                  "--output", str(runs_dir), "--run-id", run_id)
+                  "--bucket", str(runs_dir), "--run-id", run_id)
     return runs_dir / "runs" / run_id / "adapter", seconds
 
 
@@ -188,16 +188,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     eval_dir = Path(args.eval_dir or out / "quality-eval")
     retrieval = [task for task in args.retrieval_tasks.split(",") if task.strip()]
     all_tasks = ",".join([args.tasks, *retrieval])
-    common_eval = ["--tasks", all_tasks, "--data-dir", str(data), "--batch-size", str(args.eval_batch_size),
+    common_eval = ["--tasks", all_tasks, "--data-dir", str(data), "--encode-batch-size", str(args.eval_batch_size),
                    "--no-cache", "--no-progress"] + (["--device", args.device] if args.device else [])
     result["eval_s"] = run("eval", "--adapter", str(adapter), "--compare", "base,adapter", *common_eval,
-                           "--output", str(eval_dir / "smollm2"))
+                           "--out", str(eval_dir / "smollm2"))
     cft_summary = read_summary(eval_dir / "smollm2" / "summary.json").get("models", {})
 
     # 3. all-MiniLM-L6-v2 on the same files
     folder = minilm_folder(args.minilm)
     if folder is not None:
-        result["minilm_eval_s"] = run("eval", "--st-model", str(folder), *common_eval, "--output", str(eval_dir / "minilm"))
+        result["minilm_eval_s"] = run("eval", "--st-model", str(folder), *common_eval, "--out", str(eval_dir / "minilm"))
         minilm = read_summary(eval_dir / "minilm" / "summary.json").get("models", {}).get("model", {})
     else:
         minilm = read_summary(Path(args.minilm_summary)).get("models", {}).get("model", {})

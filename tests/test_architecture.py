@@ -108,7 +108,7 @@ def test_no_import_cycle():
     assert not cycles, cycles
 
 
-@pytest.mark.parametrize("args", [["--help"], ["runs", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["runs", "--help"], ["check", "--help"]])
 def test_cli_help_and_runs_do_not_load_torch(args, tmp_path):
     code = ("import sys\nfrom cft.cli.main import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from cft.errors import CFTError, one_line
 from cft.preflight.result import CheckFailed
@@ -87,6 +89,26 @@ def check(root: str | None, job_name: str) -> str:
                           "the node; give s3://<bucket>/<prefix>")
     bucket = open_bucket(root)
     assert isinstance(bucket, S3Bucket)
+    with _fresh_credentials():
+        return _probe(bucket, root)
+
+
+@contextmanager
+def _fresh_credentials() -> Iterator[None]:
+    """boto3's default session keeps the credentials it first found; the probe must use the job's, read now."""
+    try:
+        import boto3
+    except ImportError:
+        yield  # S3Bucket.client says how to install it
+        return
+    boto3.setup_default_session()
+    try:
+        yield
+    finally:
+        boto3.DEFAULT_SESSION = None  # the next client reads the environment again
+
+
+def _probe(bucket: S3Bucket, root: str) -> str:
     probe = f"{PROBE_DIR}/{uuid.uuid4().hex}"
     action = "PutObject"
     written = False

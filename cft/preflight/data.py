@@ -15,7 +15,7 @@ from pathlib import Path
 from cft.config import DataConfig
 from cft.data.triplets import HF_PREFIX, load_triplets
 from cft.errors import CFTError
-from cft.preflight import hub
+import cft.preflight.hub as hub
 from cft.preflight.job import JobSpec, node_problem
 from cft.preflight.result import CheckFailed
 

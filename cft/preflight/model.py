@@ -7,7 +7,7 @@ from pathlib import Path
 from cft.config import ModelConfig
 from cft.errors import CFTError
 from cft.modeling.source import EMBEDDED_MODELS, resolve_source
-from cft.preflight import hub
+import cft.preflight.hub as hub
 from cft.preflight.job import JobSpec, node_problem
 from cft.preflight.result import CheckFailed
 

@@ -86,7 +86,12 @@ def _needs_recipe(state: Preflight, what: str) -> Recipe:
 
 
 def _checks(state: Preflight) -> dict[str, Callable[[], str]]:
-    from cft.preflight import bucket, data, model, ntfy, secrets, sky
+    import cft.preflight.bucket as bucket
+    import cft.preflight.data as data
+    import cft.preflight.model as model
+    import cft.preflight.ntfy as ntfy
+    import cft.preflight.secrets as secrets
+    import cft.preflight.sky as sky
 
     job_name = str(state.job.path)
     return {

@@ -2,8 +2,10 @@
 
 moto honours `If-None-Match: *` and `If-Match` on PutObject and has no switch to turn them off, so a store that lacks
 them is this proxy: `mode="ignore"` drops the two headers before moto sees them (a store that silently ignores
-them), `mode="refuse"` answers 501 NotImplemented, as AWS S3 itself answered before it supported them. Everything
-else passes through unchanged.
+them), `mode="refuse"` answers 501 NotImplemented, as AWS S3 itself answered before it supported them.
+`mode="no-checksums"` answers 501 to an upload (PUT) that carries the CRC32 checksum headers boto3 >= 1.36 sends by
+default, as R2 did. (DeleteObjects is let through: S3 requires a checksum there, and boto3 sends a CRC32 one even
+with cft's `when_required`.) Everything else passes through unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 CONDITIONS = ("if-none-match", "if-match")
+CHECKSUMS = ("x-amz-sdk-checksum-algorithm", "x-amz-checksum-crc32", "x-amz-trailer")
 NOT_IMPLEMENTED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code><Message>A header you '
                    b'provided implies functionality that is not implemented</Message><Header>If-None-Match</Header>'
                    b'</Error>')
@@ -22,7 +25,7 @@ NOT_IMPLEMENTED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImp
 
 class S3Proxy:
     def __init__(self, upstream: str, mode: str) -> None:
-        assert mode in ("ignore", "refuse")
+        assert mode in ("ignore", "refuse", "no-checksums")
         target = urlsplit(upstream)
         self.mode = mode
         owner = self
@@ -35,6 +38,10 @@ class S3Proxy:
                 conditional = self.command == "PUT" and any(h in (k.lower() for k in self.headers) for h in CONDITIONS)
                 if conditional and owner.mode == "refuse":
                     return self._reply(501, {"Content-Type": "application/xml"}, NOT_IMPLEMENTED)
+                sent = {k.lower() for k in self.headers}
+                if owner.mode == "no-checksums" and self.command == "PUT" and any(h in sent for h in CHECKSUMS):
+                    return self._reply(501, {"Content-Type": "application/xml"},
+                                       NOT_IMPLEMENTED.replace(b"If-None-Match", b"x-amz-checksum-crc32"))
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("expect", "host")
                            and not (owner.mode == "ignore" and k.lower() in CONDITIONS)}
                 connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)

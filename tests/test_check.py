@@ -32,7 +32,8 @@ SECRETS = {
     "HF_TOKEN": "hf_accepted_preflight_token",
     "NTFY_TOKEN": "tk_preflight_ntfy_token",
 }
-TRIPLETS = "sent0,sent1,hard_neg\nA man plays.,Someone plays.,Nobody plays.\nA dog runs.,An animal moves.,A cat sleeps.\n"
+TRIPLETS = ("sent0,sent1,hard_neg\nA man plays.,Someone plays.,Nobody plays.\n"
+            "A dog runs.,An animal moves.,A cat sleeps.\n")
 SKY_VENV = Path(os.environ.get("CFT_SKY_VENV") or REPO / ".venv-sky")  # read before `launch` clears it
 ALL = ("secrets", "bucket", "recipe", "model", "data", "ntfy", "sky")
 
@@ -149,8 +150,9 @@ def test_read_only_credentials_fail_the_bucket_check(launch, s3, tmp_path, capsy
     iam = boto3.client("iam", endpoint_url=s3.endpoint, region_name="us-east-1", aws_access_key_id="testing",
                        aws_secret_access_key="testing")
     iam.create_user(UserName="reader")
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
-                                                      "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]}]}
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+        "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]}]}
     iam.put_user_policy(UserName="reader", PolicyName="read-only", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName="reader")["AccessKey"]
     read_only = tmp_path / "read-only.env"

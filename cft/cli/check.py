@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--job", default=DEFAULT_JOB, metavar="FILE",
                         help=f"the SkyPilot task YAML to be launched (default: {DEFAULT_JOB})")
     parser.add_argument("--bucket", "-b", default=None, metavar="ROOT",
-                        help="the run store the job gets as BUCKET: s3://bucket/prefix (default: --env BUCKET, $BUCKET)")
+                        help="the run store the job gets as BUCKET: s3://bucket/prefix "
+                             "(default: --env BUCKET, $BUCKET)")
     parser.add_argument("--config", "-c", default=None, metavar="FILE",
                         help="the recipe YAML the job gets as RECIPE (default: --env RECIPE, $RECIPE, the job's own)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -35,11 +35,12 @@ def explain(error: Exception, action: str, bucket: S3Bucket) -> str:
     where = _where()
     root = bucket.uri
     if code == "NoSuchBucket":
-        return (f"bucket {bucket.bucket_name} does not exist at {where}: create it (aws s3 mb s3://{bucket.bucket_name}, "
-                "or your store's console); cft creates prefixes, never buckets")
+        name = bucket.bucket_name
+        return (f"bucket {name} does not exist at {where}: create it (aws s3 mb s3://{name}, or your store's "
+                "console); cft creates prefixes, never buckets")
     if code in ("AccessDenied", "AllAccessDisabled", "403", "Forbidden"):
-        return (f"{action} on {root} refused ({code}): these credentials may not do that; the job needs {PERMISSIONS} "
-                f"there")
+        return (f"{action} on {root} refused ({code}): these credentials may not do that; the job needs "
+                f"{PERMISSIONS} there")
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidClientTokenId"):
         return (f"{where} does not accept these credentials ({code}): check AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY in the secrets file, and AWS_ENDPOINT_URL for a store other than AWS")

@@ -60,7 +60,8 @@ def explain(error: Exception, repo_id: str, repo_type: str | None = None, revisi
     reason = one_line((response.headers.get("X-Error-Message") if response is not None else None) or "")
     said = f" (the Hub says: {reason})" if reason else ""
     if isinstance(error, HFValidationError):
-        return CheckFailed(f"{repo_id!r} is not a valid {kind} id on the Hub (owner/name): {one_line(str(error))[:160]}")
+        return CheckFailed(f"{repo_id!r} is not a valid {kind} id on the Hub (owner/name): "
+                           f"{one_line(str(error))[:160]}")
     if isinstance(error, GatedRepoError):
         if not token():
             return CheckFailed(f"{kind} {repo_id} is gated and no HF_TOKEN is given: put HF_TOKEN in the secrets "

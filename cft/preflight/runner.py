@@ -90,7 +90,8 @@ def _check_recipe(state: Preflight) -> str:
     if problem:
         raise CheckFailed(f"recipe {state.recipe_path} {problem}")
     sets = f" with {len(state.overrides)} --set override(s)" if state.overrides else ""
-    return f"{state.recipe_path} loads{sets}: model {state.recipe.model.name_or_path}, data {state.recipe.data.train_file or '(none)'}"
+    model, data = state.recipe.model.name_or_path, state.recipe.data.train_file or "(none)"
+    return f"{state.recipe_path} loads{sets}: model {model}, data {data}"
 
 
 def _needs_recipe(state: Preflight, what: str) -> Recipe:

@@ -16,8 +16,8 @@ def check(job: JobSpec, values: Mapping[str, str], secrets_file: Path | None) ->
     problems = []
     missing = [name for name in job.required_secrets if not values.get(name)]
     if missing:
-        problems.append(f"{', '.join(missing)} required by {job.path} but {'empty or absent in' if secrets_file else 'not set in'} "
-                        f"{where}")
+        absent = "empty or absent in" if secrets_file else "not set in"
+        problems.append(f"{', '.join(missing)} required by {job.path} but {absent} {where}")
     in_envs = sorted({name for name in job.envs if is_secret_name(name)}
                      | {name for name in values if secrets_file and name in job.envs})
     if in_envs:

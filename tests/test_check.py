@@ -182,6 +182,15 @@ def test_wrong_endpoint_fails_naming_it(launch, monkeypatch, capsys):
                                         "(the job gets it only with --env AWS_ENDPOINT_URL=...)")
 
 
+def test_an_endpoint_that_is_not_s3_fails_asking_whether_it_is(launch, capsys):
+    _, secrets = launch
+    with FakeNtfyServer(status=404) as not_s3:
+        code, checks = run_json([*base_args(secrets), "--env", f"AWS_ENDPOINT_URL={not_s3.url}"], ("bucket",), capsys)
+    assert code == 1
+    assert checks["bucket"][1].startswith(f"PutObject on s3://{BUCKET}/team failed at {not_s3.url} (ClientError 404: ")
+    assert checks["bucket"][1].endswith("; is AWS_ENDPOINT_URL the S3 API of your store?")
+
+
 @pytest.mark.parametrize("mode, expected", [
     ("ignore", "ignores conditional writes (If-None-Match: * on PutObject): the run lease cannot stop a second "
                "writer"),

@@ -54,7 +54,8 @@ def explain(error: Exception, action: str, bucket: S3Bucket) -> str:
     if "checksum" in text.lower() or code in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
         return (f"{where} rejects cft's {action} request ({code or kind}: {text}); see docs/cloud.md, "
                 "S3-compatible stores")
-    return f"{action} on {root} failed at {where} ({kind}{' ' + code if code else ''}: {text})"
+    hint = "; is AWS_ENDPOINT_URL the S3 API of your store?" if code and code.isdigit() else ""
+    return f"{action} on {root} failed at {where} ({kind}{' ' + code if code else ''}: {text}){hint}"
 
 
 def _conditional_writes(bucket: Bucket, key: str) -> None:

@@ -360,6 +360,35 @@ def test_the_jobs_overrides_env_is_applied_like_set(launch, capsys):
     assert code == 1 and "unknown key `lora.rank`" in checks["recipe"][1]
 
 
+def test_an_eval_job_checks_its_adapter_and_the_adapters_base_model(launch, s3, capsys):
+    from cft.config import ModelConfig
+    from cft.modeling.metadata import AdapterMetadata
+
+    root, secrets = launch
+    shutil.copy(REPO / "jobs" / "eval.yaml", root / "jobs" / "eval.yaml")
+    metadata = json.dumps(AdapterMetadata(ModelConfig(name_or_path="cft-org/gated-model")).to_dict())
+    files = {"adapter_config.json": "{}", "adapter_model.safetensors": "w", "cft_metadata.json": metadata}
+    for name, body in files.items():
+        s3.client.put_object(Bucket=BUCKET, Key=f"team/runs/r1/adapter/{name}", Body=body.encode())
+    args = [*base_args(secrets), "--job", "jobs/eval.yaml"]
+    args.remove("--config")
+    args.remove("recipes/test.yaml")
+    try:
+        code, checks = run_json([*args, "--env", "RUN_ID=r1"], ("recipe", "model"), capsys)
+        assert code == 0, checks
+        assert checks["recipe"][0] == "skip"
+        assert checks["model"][1].startswith(f"adapter s3://{BUCKET}/team/runs/r1/adapter is whole; its base model "
+                                             "cft-org/gated-model: 1 files listed")
+        code, checks = run_json([*args, "--env", "RUN_ID=r2"], ("model",), capsys)
+        assert code == 1
+        assert checks["model"] == ("fail", f"no whole adapter at s3://{BUCKET}/team/runs/r2/adapter: "
+                                           "adapter_config.json, cft_metadata.json, adapter_model.safetensors missing "
+                                           "(nothing there); check ADAPTER, or BUCKET and RUN_ID (cft runs shows the "
+                                           "runs)")
+    finally:
+        s3.client.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key} for key in s3.keys(BUCKET, "team/")]})
+
+
 def test_secrets_file_missing_a_required_name_or_readable_by_others(launch, tmp_path, capsys):
     _, secrets = launch
     partial = tmp_path / "partial.env"

@@ -8,9 +8,9 @@ under `<root>/.cft-check/<random>/` and is deleted whatever happens.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import TypeVar
 
 from cft.errors import CFTError, one_line
 from cft.preflight.result import CheckFailed
@@ -91,23 +91,32 @@ def check(root: str | None, job_name: str) -> str:
                           "the node; give s3://<bucket>/<prefix>")
     bucket = open_bucket(root)
     assert isinstance(bucket, S3Bucket)
-    with _fresh_credentials():
-        return _probe(bucket, root)
+    return _probe(with_job_credentials(bucket), root)
 
 
-@contextmanager
-def _fresh_credentials() -> Iterator[None]:
-    """boto3's default session keeps the credentials it first found; the probe must use the job's, read now."""
+_CLIENTS = threading.Lock()
+AnyBucket = TypeVar("AnyBucket", bound=Bucket)
+
+
+def with_job_credentials(bucket: AnyBucket) -> AnyBucket:
+    """The bucket with its S3 client made now, from the job's environment that the checks run in.
+
+    boto3's default session keeps the credentials it first found, so it is renewed here; and since two threads may
+    not build clients from one session at once, the checks that open a bucket take turns.
+    """
+    if not isinstance(bucket, S3Bucket):
+        return bucket
     try:
         import boto3
     except ImportError:
-        yield  # S3Bucket.client says how to install it
-        return
-    boto3.setup_default_session()
-    try:
-        yield
-    finally:
-        boto3.DEFAULT_SESSION = None  # the next client reads the environment again
+        return bucket  # S3Bucket.client says how to install it
+    with _CLIENTS:
+        boto3.setup_default_session()
+        try:
+            bucket.client  # noqa: B018 - built now, with these credentials
+        finally:
+            boto3.DEFAULT_SESSION = None  # the next client reads the environment again
+    return bucket
 
 
 def _probe(bucket: S3Bucket, root: str) -> str:

@@ -100,10 +100,19 @@ def _needs_recipe(state: Preflight, what: str) -> Recipe:
     return state.recipe
 
 
+def _check_model(state: Preflight) -> str:
+    """The recipe's model; for an evaluation job (no recipe, an ADAPTER env), the adapter and its base model."""
+    import cft.preflight.adapter as adapter
+    import cft.preflight.model as model
+
+    if state.recipe is None and not state.recipe_path and adapter.ADAPTER_ENV in state.job.envs:
+        return adapter.check(state.env, state.bucket_root, state.job)
+    return model.check(_needs_recipe(state, "model").model, state.job)
+
+
 def _checks(state: Preflight) -> dict[str, Callable[[], str]]:
     import cft.preflight.bucket as bucket
     import cft.preflight.data as data
-    import cft.preflight.model as model
     import cft.preflight.ntfy as ntfy
     import cft.preflight.secrets as secrets
     import cft.preflight.sky as sky
@@ -113,7 +122,7 @@ def _checks(state: Preflight) -> dict[str, Callable[[], str]]:
         "secrets": lambda: secrets.check(state.job, state.secret_values, state.secrets_file),
         "bucket": lambda: bucket.check(state.bucket_root, job_name),
         "recipe": lambda: _check_recipe(state),
-        "model": lambda: model.check(_needs_recipe(state, "model").model, state.job),
+        "model": lambda: _check_model(state),
         "data": lambda: data.check(_needs_recipe(state, "data").data, state.job),
         "ntfy": lambda: ntfy.check(job_name),
         "sky": lambda: sky.check(state.job, state.laptop_env),

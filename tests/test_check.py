@@ -374,9 +374,9 @@ def test_an_eval_job_checks_its_adapter_and_the_adapters_base_model(launch, s3, 
     args.remove("--config")
     args.remove("recipes/test.yaml")
     try:
-        code, checks = run_json([*args, "--env", "RUN_ID=r1"], ("recipe", "model"), capsys)
+        code, checks = run_json([*args, "--env", "RUN_ID=r1"], ("recipe", "model", "data"), capsys)
         assert code == 0, checks
-        assert checks["recipe"][0] == "skip"
+        assert checks["recipe"][0] == checks["data"][0] == "skip"
         assert checks["model"][1].startswith(f"adapter s3://{BUCKET}/team/runs/r1/adapter is whole; its base model "
                                              "cft-org/gated-model: 1 files listed")
         code, checks = run_json([*args, "--env", "RUN_ID=r2"], ("model",), capsys)

@@ -110,9 +110,17 @@ def _check_model(state: Preflight) -> str:
     return model.check(_needs_recipe(state, "model").model, state.job)
 
 
+def _check_data(state: Preflight) -> str:
+    import cft.preflight.adapter as adapter
+    import cft.preflight.data as data
+
+    if state.recipe is None and not state.recipe_path and adapter.ADAPTER_ENV in state.job.envs:
+        raise CheckSkipped(f"{state.job.path} evaluates on MTEB tasks, whose data mteb fetches itself (not checked)")
+    return data.check(_needs_recipe(state, "data").data, state.job)
+
+
 def _checks(state: Preflight) -> dict[str, Callable[[], str]]:
     import cft.preflight.bucket as bucket
-    import cft.preflight.data as data
     import cft.preflight.ntfy as ntfy
     import cft.preflight.secrets as secrets
     import cft.preflight.sky as sky
@@ -123,7 +131,7 @@ def _checks(state: Preflight) -> dict[str, Callable[[], str]]:
         "bucket": lambda: bucket.check(state.bucket_root, job_name),
         "recipe": lambda: _check_recipe(state),
         "model": lambda: _check_model(state),
-        "data": lambda: data.check(_needs_recipe(state, "data").data, state.job),
+        "data": lambda: _check_data(state),
         "ntfy": lambda: ntfy.check(job_name),
         "sky": lambda: sky.check(state.job, state.laptop_env),
     }

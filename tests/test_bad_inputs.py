@@ -43,6 +43,7 @@ def paths(tmp_path_factory, tiny_model_dir) -> Paths:
 
     rows = "".join(f"a{i},b{i},c{i}\n" for i in range(20))
     write("list.yaml", "- a\n- b\n")
+    write("envs-list.yaml", "name: x\nenvs: [A, B]\nrun: echo\n")
     write("pairs.csv", "sent0,sent1\n" + "".join(f"a{i},b{i}\n" for i in range(20)))
     write("bad.yaml", "model: [\n")
     write("deep.yaml", "a: " + "[" * 5000 + "]" * 5000)
@@ -258,6 +259,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("check-job-a-list", ["check", "--job", "{list.yaml}"], "list.yaml: not a SkyPilot task YAML"),
     ("check-job-deep", ["check", "--job", "{deep.yaml}"], "nested too deeply"),
     ("check-job-binary", ["check", "--job", "{binary.yaml}"], "binary.yaml: cannot read"),
+    ("check-job-envs-a-list", ["check", "--job", "{envs-list.yaml}"], "`envs` must be a mapping"),
     ("check-secrets-missing", [*CHECK, "--secrets", "{root}/nope.env"], "nope.env: file not found"),
     ("check-secrets-is-dir", [*CHECK, "--secrets", "{dir}"], "a-dir: is a folder"),
     ("check-env-malformed", [*CHECK, "--env", "=x"], "--env =x"),

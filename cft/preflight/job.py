@@ -103,6 +103,9 @@ def load_job(path: str | os.PathLike[str]) -> JobSpec:
     tasks = docs[1:] if pipeline else docs
     spec = JobSpec(path=job_path, workdir=workdir_of(job_path.resolve()), pipeline=pipeline)
     for task in tasks:
+        for key in ("envs", "secrets"):
+            if not isinstance(task.get(key) or {}, dict):
+                raise CFTError(f"--job {path}: `{key}` must be a mapping of NAME: value (got {type(task[key]).__name__})")
         for name, value in (task.get("envs") or {}).items():
             spec.envs.setdefault(str(name), value)
         for name, value in (task.get("secrets") or {}).items():

@@ -11,6 +11,7 @@ EXAMPLE = ("cft check --bucket s3://my-bucket/cft --config recipes/minicpm-2b.ya
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from cft.cli.options import add_json, add_recipe
     from cft.preflight.runner import CHECK_NAMES, DEFAULT_JOB  # light: no torch, no boto3
 
     parser = subparsers.add_parser(
@@ -37,17 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bucket", "-b", default=None, metavar="ROOT",
                         help="the run store the job gets as BUCKET: s3://bucket/prefix "
                              "(default: --env BUCKET, $BUCKET)")
-    parser.add_argument("--config", "-c", default=None, metavar="FILE",
-                        help="the recipe YAML the job gets as RECIPE (default: --env RECIPE, $RECIPE, the job's own)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="a recipe override, as cft train takes it (repeatable)")
+    add_recipe(parser, required=False)  # default: --env RECIPE, $RECIPE, else the job's own RECIPE
     parser.add_argument("--secrets", default=None, metavar="FILE",
                         help="the dotenv file given to sky launch --secret-file (values are never printed)")
     parser.add_argument("--env", dest="env_pairs", action="append", default=[], metavar="NAME[=VALUE]",
                         help="an env given to sky launch --env (repeatable)")
     parser.add_argument("--skip", action="append", default=[], choices=CHECK_NAMES, metavar="CHECK",
                         help=f"leave a check out (repeatable): {', '.join(CHECK_NAMES)}")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text (for scripts)")
+    add_json(parser)
     parser.set_defaults(func=run)
 
 

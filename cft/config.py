@@ -25,6 +25,9 @@ REPORT_TO = ("auto", "none", "tensorboard", "wandb")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 MAX_SEED = 2**32 - 1  # numpy's limit; transformers' set_seed seeds numpy
+DEV_FILE_SUFFIXES = (".tsv", ".csv", ".jsonl")  # a local STS dev file: sentence1, sentence2, score
+# Suffixes that say "a file", so a name ending in one is not read as an MTEB task name (those have no suffix).
+_OTHER_FILE_SUFFIXES = (".txt", ".json", ".parquet", ".xlsx", ".xls", ".gz", ".zip", ".yaml", ".yml")
 
 
 def _finite(value: float) -> bool:
@@ -142,6 +145,27 @@ class TrainSettings:
         metadata={"help": f"One of {REPORT_TO}; auto = TensorBoard files in the run, plus W&B if WANDB_API_KEY is set."},
     )
     dataloader_workers: int = field(default=0, metadata={"help": "Data loader worker processes."})
+    eval_data: str | None = field(
+        default=None,
+        metadata={"help": "Dev set scored during training (Spearman x100 of cosine): a local STS file "
+                          f"({', '.join(DEV_FILE_SUFFIXES)}) with columns sentence1, sentence2, score (a relative "
+                          "path is from the working directory), or an MTEB STS task name as `cft eval --tasks` takes "
+                          "it (its evaluation split, from the hub). null = no evaluation during training."},
+    )
+    eval_steps: int | None = field(
+        default=None, metadata={"help": "Score train.eval_data every N steps; null = every train.save_steps."}
+    )
+    eval_batch_size: int = field(default=64, metadata={"help": "Texts per forward pass when scoring train.eval_data."})
+    keep_best: bool = field(
+        default=False,
+        metadata={"help": "The run's adapter/ is the checkpoint with the best dev score, not the last step's "
+                          "(needs train.eval_data)."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop when the dev score has not improved for N evaluations in a row (needs "
+                          "train.eval_data); null = never stop early."},
+    )
 
     def __post_init__(self) -> None:
         if not (_finite(self.temperature) and self.temperature > 0):
@@ -187,6 +211,45 @@ class TrainSettings:
                            f"(got {chunk!r})")
         if self.bf16 not in ("auto", True, False):
             raise CFTError(f"train.bf16 must be auto, true or false (got {self.bf16!r})")
+        self._check_evaluation()
+
+    def _check_evaluation(self) -> None:
+        """The dev-set settings, alone and together: each one that needs train.eval_data says so."""
+        if self.eval_data is not None:
+            check_eval_data(self.eval_data)
+        needs_data = {"eval_steps": self.eval_steps, "early_stopping_patience": self.early_stopping_patience,
+                      "keep_best": self.keep_best or None}
+        for name, value in needs_data.items():
+            if value is not None and self.eval_data is None:
+                raise CFTError(f"train.{name} is set ({value}) but train.eval_data is not; give a dev set, e.g. "
+                               "train.eval_data=../shared/data/sts/stsb-dev.tsv")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise CFTError(f"train.eval_steps must be >= 1, or null for every train.save_steps (got {self.eval_steps})")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise CFTError(f"train.early_stopping_patience must be >= 1 evaluations, or null to never stop early "
+                           f"(got {self.early_stopping_patience})")
+        if self.eval_batch_size < 1:
+            raise CFTError(f"train.eval_batch_size must be >= 1 (got {self.eval_batch_size})")
+
+    @property
+    def dev_eval_steps(self) -> int:
+        """Steps between dev evaluations (train.eval_steps, else train.save_steps)."""
+        return self.eval_steps if self.eval_steps is not None else self.save_steps
+
+
+def check_eval_data(value: str) -> None:
+    """`train.eval_data` is a local STS file by its suffix or an MTEB task name; anything else is refused here, at
+    load time (whether the file exists or the task is known is checked when training starts, where it runs)."""
+    text = value.strip()
+    suffix = Path(text).suffix.lower()
+    if not text:
+        raise CFTError("train.eval_data is empty; give an STS file (.tsv, .csv, .jsonl) or an MTEB task name, or "
+                       "null for no evaluation during training")
+    if suffix in DEV_FILE_SUFFIXES:
+        return
+    if "/" in text or "\\" in text or suffix in _OTHER_FILE_SUFFIXES:
+        raise CFTError(f"train.eval_data: {value!r} is not an STS file this reads (.tsv, .csv or .jsonl with columns "
+                       "sentence1, sentence2, score) nor an MTEB task name (e.g. STSBenchmark)")
 
 
 @dataclass

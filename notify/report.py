@@ -165,8 +165,27 @@ def started(facts: RunFacts) -> Notification:
     return Notification(f"{facts.name} started", "\n".join(lines + _common_lines(facts)), "low", ["rocket"])
 
 
+def dev_summary(manifest: Manifest | None) -> str | None:
+    """The dev score's line, for a run that evaluated while it trained: the best score and its step, whether the
+    adapter is that step's, and an early stop (manifest metrics best_dev_score, best_step, adapter_step,
+    stopped_early_at_step)."""
+    metrics = manifest.metrics if manifest else {}
+    best, step = metrics.get("best_dev_score"), metrics.get("best_step")
+    if not isinstance(best, (int, float)) or not isinstance(step, int):
+        return None
+    line = f"best dev score: **{best:.2f}** at step {step}"
+    if metrics.get("adapter_step") == step and step != manifest.steps:
+        line += " (the adapter's)"
+    stopped = metrics.get("stopped_early_at_step")
+    if isinstance(stopped, int):
+        line += f"; stopped early at step {stopped}"
+    return line
+
+
 def succeeded(facts: RunFacts) -> Notification:
     lines = [f"**{facts.name}** succeeded in {format_duration(facts.duration_s)} on `{facts.host}`.", ""]
+    dev = dev_summary(facts.manifest)
+    lines += [f"- {dev}"] if dev else []
     lines += [f"- {name}: **{value}**" for name, value in headline_metrics(facts.manifest)]
     adapter = facts.manifest.adapter if facts.manifest else None
     if adapter:

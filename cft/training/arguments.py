@@ -2,7 +2,8 @@
 
 Most `TrainSettings` fields are the Trainer's own and are passed through by name (`TRAINER_FIELDS`). The others
 are not the Trainer's to see (`NOT_FOR_TRAINER` says where each one goes), and `bf16` and `report_to` are resolved
-first (`auto` depends on the GPU and the installed trackers). The LoRA section goes to `build_lora_model`, never here.
+first (`auto` depends on the GPU and the installed trackers; `eval_steps` defaults to `save_steps` and turns on the
+Trainer's evaluation, best-metric tracking and, with early stopping, the restoring of callback state on resume). The LoRA section goes to `build_lora_model`, never here.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ TRAINER_FIELDS = {
     "dataloader_workers": "dataloader_num_workers",
 }
 # TrainingArguments fields resolved from a setting before they are passed (see `_use_bf16` and `_report_to`).
-RESOLVED_FIELDS = {"bf16": "bf16", "report_to": "report_to"}
+RESOLVED_FIELDS = {"bf16": "bf16", "report_to": "report_to", "eval_steps": "eval_steps"}
 # TrainSettings fields the Trainer never sees, and who reads them instead.
 NOT_FOR_TRAINER = {
     "temperature": "the loss: InfoNCELoss(temperature), cft/losses/info_nce.py",
@@ -43,6 +44,10 @@ NOT_FOR_TRAINER = {
     "gradient_checkpointing": "build_lora_model, which also makes the inputs require grads, cft/modeling/backbone.py",
     "save_total_limit": "CheckpointSync (cft/training/callbacks.py), which deletes an old checkpoint only once its "
                         "successor is complete; the Trainer's own limit is off",
+    "eval_data": "DevEvaluator (cft/training/dev_eval.py), called by ContrastiveTrainer.evaluate",
+    "eval_batch_size": "DevEvaluator: texts per forward pass of the dev set's encoding",
+    "keep_best": "cft/training/run.py, which saves the best checkpoint's weights as the run's adapter",
+    "early_stopping_patience": "EarlyStopping (cft/training/dev_eval.py), transformers' EarlyStoppingCallback",
 }
 
 
@@ -64,7 +69,22 @@ def training_arguments(settings: TrainSettings, output_dir: Path) -> Any:
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
         logging_nan_inf_filter=False,  # a NaN must show (and stop the run), not be averaged away
+        **_evaluation(settings),
     )
+
+
+def _evaluation(settings: TrainSettings) -> dict[str, Any]:
+    """The Trainer's evaluation settings: every `eval_steps`, tracking the best `dev_score` (higher is better)."""
+    if settings.eval_data is None:
+        return {"eval_strategy": "no"}
+    return {
+        "eval_strategy": "steps",
+        "eval_steps": settings.dev_eval_steps,
+        "metric_for_best_model": "dev_score",
+        "greater_is_better": True,
+        # early stopping's count of evaluations without improvement is saved in each checkpoint; restore it
+        "restore_callback_states_from_checkpoint": settings.early_stopping_patience is not None,
+    }
 
 
 def _report_to(choice: str) -> list[str]:

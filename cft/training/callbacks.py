@@ -30,7 +30,8 @@ class CheckpointSync(TrainerCallback):
     Only the main process writes. A checkpoint in the bucket counts only once its `_COMPLETE` marker exists, and
     the marker is written after every other file, so a job killed mid-upload never leaves a checkpoint that looks
     whole. Retention is here, not the Trainer's (`save_total_limit` would delete the previous checkpoint before
-    this one has its marker): older complete checkpoints beyond `keep` go only after the new one is complete.
+    this one has its marker): older complete checkpoints beyond `keep` go only after the new one is complete, and the
+checkpoint with the best dev score so far is never one of them.
     """
 
     def __init__(self, bucket: Bucket, paths: RunPaths, keep: int = 2, before_write: Any = None) -> None:
@@ -55,7 +56,7 @@ class CheckpointSync(TrainerCallback):
         logger.info("checkpoint %s saved to %s (%.1fs)", name, self.bucket.join(prefix), time.monotonic() - started)
         remote = self.bucket.local_path(self.paths.prefix) is None
         prune_checkpoints(self.bucket, self.paths, self.keep, state.global_step,
-                          Path(args.output_dir) if remote else None)
+                          Path(args.output_dir) if remote else None, best=getattr(state, "best_global_step", None))
         write_status(self.bucket, self.paths, "running", step=state.global_step)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cft.storage.bucket import Bucket
-from notify.run_layout import COMPLETE_MARKER, RunPaths, checkpoint_step
+from notify.run_layout import COMPLETE_MARKER, RunPaths, checkpoint_name, checkpoint_step
 
 logger = logging.getLogger("cft")
 
@@ -144,14 +144,18 @@ def _unmark_newer(bucket: Bucket, paths: RunPaths, local_root: Path, step: int |
                 (local_root / name / COMPLETE_MARKER).unlink(missing_ok=True)
 
 
-def prune_checkpoints(bucket: Bucket, paths: RunPaths, keep: int, newest: int, local_root: Path | None) -> None:
-    """Keeps the `keep` newest complete checkpoints; called only once checkpoint `newest` is complete.
+def prune_checkpoints(bucket: Bucket, paths: RunPaths, keep: int, newest: int, local_root: Path | None,
+                      best: int | None = None) -> None:
+    """Keeps the `keep` newest complete checkpoints, and the one of step `best` (the best dev score so far: the
+    adapter `train.keep_best` publishes); called only once checkpoint `newest` is complete.
 
     Also removes folders older than `newest` that never got their marker (left by a kill mid-save), and, when the
     bucket is remote, local copies of checkpoints no longer kept and downloads a kill left half done. An older complete checkpoint is deleted marker
     first, so a kill mid-delete leaves it incomplete, never half-deleted yet complete.
     """
     kept = {name for _, name in complete_checkpoints(bucket, paths)[-max(1, keep):]}
+    if best:
+        kept.add(checkpoint_name(best))
     for name in bucket.list_dirs(f"{paths.checkpoints}/"):
         step = checkpoint_step(name)
         if step is None or step >= newest or name in kept:

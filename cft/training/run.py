@@ -5,7 +5,8 @@
 
 The run id is stable across restarts (`--run-id`, `RUN_ID`, `SKYPILOT_TASK_ID`), so a restarted or recovered job
 finds its own newest complete checkpoint and resumes from it; a run whose manifest says it succeeded is not trained
-again. Only the main process writes to the bucket; the manifest is written last. `train` reads as its steps:
+again. Only the main process writes to the bucket; the manifest is written last. With `train.eval_data` the
+Trainer scores a dev set as it trains (`dev_eval`), and the manifest records the last and best dev scores. `train` reads as its steps:
 open the run, resume point, trainer, fit, publish (adapter, plot, logs, manifest), or record the failure.
 """
 
@@ -29,7 +30,8 @@ from cft.storage.lease import RunLease
 from cft.storage.manifest import read_manifest, write_manifest
 from cft.training.arguments import training_arguments
 from cft.training.callbacks import CheckpointSync, now_iso, write_status
-from cft.training.checkpoints import ResumePoint, choose_resume_point
+from cft.training.checkpoints import ResumePoint, choose_resume_point, fetch_checkpoint
+from cft.training.dev_eval import dev_metrics
 from cft.training.interrupt import signal_name
 from notify.manifest import Manifest, ManifestError
 from notify.redact import redact
@@ -41,6 +43,7 @@ from notify.run_layout import (
     TENSORBOARD_DIR,
     TRAINING_PLOT,
     RunPaths,
+    checkpoint_name,
     checkpoint_step,
 )
 
@@ -122,12 +125,13 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
         result = RunResult(run.run_id, "succeeded", None, run.bucket.join(run.paths.adapter))
         if run.is_main:
             run.check_lease()
+            adapter_step = _keep_best(run, trainer, model)
             _save_adapter(run, model, tokenizer)
             _save_plot(run, trainer)
             result.manifest = build_manifest(
                 run, "succeeded", steps=trainer.state.global_step, world_size=run.args.world_size, triplets=triplets,
-                resumed_from_step=resume.step, metrics=_loss_metrics(trainer.state.log_history, trained),
-                adapter=result.adapter_uri)
+                resumed_from_step=resume.step, adapter=result.adapter_uri,
+                metrics={**_loss_metrics(trainer.state.log_history, trained), **dev_metrics(trainer, adapter_step)})
             _publish(run, result.manifest, log_handler)
         return result
     except KeyboardInterrupt as error:  # SIGTERM (RunInterrupted) or SIGINT: resumable, so no manifest
@@ -223,6 +227,7 @@ def _build_trainer(run: _Run, extra_callbacks: list[Any]) -> tuple[Any, Any, Any
     recipe, settings = run.recipe, run.recipe.train
     tokenizer = load_tokenizer(recipe.model)
     dataset = _load_dataset(run, tokenizer)
+    dev_evaluator, dev_callbacks = _dev_evaluation(run, tokenizer)  # before the model loads: a bad file fails fast
     model = build_lora_model(load_backbone(recipe.model, run.args.device), recipe.lora, settings.gradient_checkpointing)
     if run.is_main:
         trainable, total = model.get_nb_trainable_parameters()
@@ -241,10 +246,34 @@ def _build_trainer(run: _Run, extra_callbacks: list[Any]) -> tuple[Any, Any, Any
         loss_fn=InfoNCELoss(settings.temperature),
         pooling=recipe.model.pooling,
         grad_cache_chunk_size=plan.chunk,
-        callbacks=[CheckpointSync(run.bucket, run.paths, settings.save_total_limit, before_write=run.check_lease),
+        dev_evaluator=dev_evaluator,
+        callbacks=[*dev_callbacks,
+                   CheckpointSync(run.bucket, run.paths, settings.save_total_limit, before_write=run.check_lease),
                    *extra_callbacks],
     )
     return trainer, model, tokenizer, len(dataset)
+
+
+def _dev_evaluation(run: _Run, tokenizer: Any) -> tuple[Any, list[Any]]:
+    """The dev-set evaluator and its callbacks (save the best, stop early), or (None, []) without train.eval_data.
+
+    Every process reads the dev set, so a bad file stops them all; only the main one scores it."""
+    settings = run.recipe.train
+    if settings.eval_data is None:
+        return None, []
+    from cft.evaluation.dev_set import load_dev_set
+    from cft.training.dev_eval import DevEvaluator, EarlyStopping, SaveBest
+
+    devset = load_dev_set(settings.eval_data)
+    if run.is_main:
+        logger.info("dev set %s: %d pairs, scored every %d steps%s%s", devset.name, len(devset),
+                    settings.dev_eval_steps, "; adapter/ keeps the best" if settings.keep_best else "",
+                    f"; stops after {settings.early_stopping_patience} evaluations without improvement"
+                    if settings.early_stopping_patience else "")
+    callbacks: list[Any] = [SaveBest()]
+    if settings.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(early_stopping_patience=settings.early_stopping_patience))
+    return DevEvaluator(devset, tokenizer, run.recipe.model, settings.eval_batch_size), callbacks
 
 
 def _load_dataset(run: _Run, tokenizer: Any) -> Any:
@@ -291,6 +320,30 @@ def _finish_from_checkpoint(trainer: Any, model: Any, checkpoint: Path) -> Any:
     return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else 0.0, {})
 
 
+def _keep_best(run: _Run, trainer: Any, model: Any) -> int:
+    """With train.keep_best, loads the weights of the checkpoint with the best dev score into the model; returns the
+    step the adapter about to be saved is from."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state, settings = trainer.state, run.recipe.train
+    best = getattr(state, "best_global_step", None)
+    if not settings.keep_best or not best or best == state.global_step:
+        return state.global_step
+    name = checkpoint_name(best)
+    try:
+        folder = fetch_checkpoint(run.bucket, run.paths, name, run.workdir / CHECKPOINTS_DIR / name)
+        set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+    except Exception as error:  # the bucket's or safetensors' own types; the last step's adapter is still saved
+        logger.warning("train.keep_best: cannot load %s (%s: %s); adapter/ holds step %d instead (the manifest's "
+                       "adapter_step says so)", run.bucket.join(run.paths.checkpoint(name)), type(error).__name__,
+                       error, state.global_step)
+        return state.global_step
+    logger.info("train.keep_best: adapter/ holds %s, the best dev score (%.2f), not step %d", name, state.best_metric,
+                state.global_step)
+    return best
+
+
 def _save_adapter(run: _Run, model: Any, tokenizer: Any) -> None:
     """The PEFT adapter, its tokenizer and cft's metadata (the model config as trained) in the run's adapter/."""
     from cft.modeling.metadata import AdapterMetadata
@@ -311,7 +364,8 @@ def _save_plot(run: _Run, trainer: Any) -> None:
     from cft.training.plots import plot_training
 
     plot = plot_training(trainer.state.log_history, run.workdir / TRAINING_PLOT,
-                         f"cft training: {run.recipe.name} ({run.run_id})")
+                         f"cft training: {run.recipe.name} ({run.run_id})",
+                         best_step=getattr(trainer.state, "best_global_step", None))
     if plot and run.remote:
         run.bucket.upload_file(plot, run.paths.key(TRAINING_PLOT))
 

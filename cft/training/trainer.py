@@ -1,7 +1,7 @@
 """A Trainer that computes InfoNCE from one backbone pass, with optional gradient caching.
 
-Only `compute_loss` and `training_step` (for GradCache) are overridden; saving, resuming, schedules, logging and
-distributed training are the Trainer's own. The model is the PEFT-wrapped backbone, so checkpoints hold only the
+Only `compute_loss`, `training_step` (for GradCache) and `evaluate` (the dev score, `cft.training.dev_eval`) are
+overridden; saving, resuming, schedules, logging, best-metric tracking and distributed training are the Trainer's own. The model is the PEFT-wrapped backbone, so checkpoints hold only the
 adapter and the Trainer knows how to reload it.
 """
 
@@ -18,12 +18,16 @@ from transformers import Trainer
 from cft.errors import TrainingDiverged
 from cft.losses.info_nce import InfoNCELoss, split_embeddings
 from cft.modeling.pooling import embed_batch
+from cft.training.dev_eval import DevEvaluator, log_evaluation
 
 
 class ContrastiveTrainer(Trainer):
     def __init__(self, *args: Any, loss_fn: InfoNCELoss, pooling: str = "last_token", grad_cache_chunk_size: int = 0,
-                 **kwargs: Any) -> None:
+                 dev_evaluator: DevEvaluator | None = None, **kwargs: Any) -> None:
+        if dev_evaluator is not None:
+            kwargs.setdefault("eval_dataset", dev_evaluator.devset)  # the Trainer wants one when it evaluates
         super().__init__(*args, **kwargs)
+        self.dev_evaluator = dev_evaluator
         self.loss_fn = loss_fn
         self.pooling = pooling
         self.grad_cache_chunk_size = grad_cache_chunk_size
@@ -48,6 +52,18 @@ class ContrastiveTrainer(Trainer):
             logs["tokens_per_second"] = round(self._window["tokens"] / elapsed, 1)
             self._window = {"triplets": 0, "tokens": 0, "since": time.perf_counter()}
         super().log(logs, *args, **kwargs)
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The dev score (Spearman x100) and its seconds, logged with the loss; the Trainer then tracks the best."""
+        if self.dev_evaluator is None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        metrics = self.dev_evaluator.metrics(self.model, is_main=self.args.process_index == 0)
+        if self.args.process_index == 0:
+            log_evaluation(self.state, metrics, self.dev_evaluator.devset)
+        self.log(dict(metrics))
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
     def _close_progress_bar(self) -> None:
         """Ends the progress bar's line, so that the error printed next starts a line of its own."""

@@ -56,6 +56,8 @@ def paths(tmp_path_factory, tiny_model_dir) -> Paths:
     write("list.jsonl", "[1, 2]\n")
     write("corrupt.parquet", b"PAR1garbagePAR1")
     write("notes.txt", "a,b,c\n")
+    write("dev.tsv", "sentence1\tsentence2\tscore\na\tb\t1\nc\td\t2\n")
+    write("dev-bad.csv", "sentence1,sentence2,score\na,b,1\nc,d,x\n")
     write("bad.gguf", b"GGUF\x03\x00\x00\x00garbage")
     (root / "empty-model").mkdir()
     p["empty-model"] = str(root / "empty-model")
@@ -179,6 +181,15 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model-corrupt-gguf", _train("model.name_or_path={bad.gguf}"), "bad.gguf"),
     ("model-is-a-file", _train("model.name_or_path={file}"), "a-file.txt: is a file"),
     ("gguf-file-missing", _train("model.gguf_file=nope.gguf"), "model.gguf_file nope.gguf"),
+    # evaluation during training: settings refused when the recipe loads, dev files before the model loads
+    ("keep-best-without-dev-set", _train("train.keep_best=true"), "train.keep_best is set"),
+    ("patience-0", _train("train.eval_data={dev.tsv}", "train.early_stopping_patience=0"),
+     "train.early_stopping_patience"),
+    ("eval-data-not-sts", _train("train.eval_data={notes.txt}"), "notes.txt' is not an STS file"),
+    ("eval-data-missing", _train("train.eval_data={root}/nope.tsv"), "nope.tsv: file not found"),
+    ("eval-data-bad-score", _train("train.eval_data={dev-bad.csv}"), "dev-bad.csv:3: score 'x'"),
+    ("eval-data-unknown-task", _train("train.eval_data=STSBenchmarx"), "unknown MTEB task 'STSBenchmarx'"),
+    ("eval-data-not-sts-task", _train("train.eval_data=SciFact"), "SciFact is a Retrieval task"),
     # data files, through train and prepare alike
     *[case for name, data, needle in DATA_CASES for case in (
         (f"train-{name}", _train(f"data.train_file={data}"), needle), (f"prepare-{name}", ["prepare", data], needle))],

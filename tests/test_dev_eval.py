@@ -147,7 +147,7 @@ def test_bad_dev_files_are_named(tmp_path, name, content, message):
 def scored_run(tmp_path_factory, tiny_model_dir, triplets_csv):
     root = tmp_path_factory.mktemp("dev-scored")
     dev = write_dev_tsv(root / "dev.tsv")
-    recipe = tiny_recipe_yaml(root / "r.yaml", tiny_model_dir, triplets_csv, max_steps=12, save_steps=6,
+    recipe = tiny_recipe_yaml(root / "r.yaml", tiny_model_dir, triplets_csv, max_steps=14, save_steps=7,
                               eval_steps=4, eval_data=str(dev), report_to="tensorboard")
     cft_logger = logging.getLogger("cft")
     level = cft_logger.level
@@ -159,17 +159,17 @@ def scored_run(tmp_path_factory, tiny_model_dir, triplets_csv):
     return root, dev, result
 
 
-def test_dev_score_is_logged_every_eval_steps_with_its_seconds(scored_run):
+def test_dev_score_is_logged_every_eval_steps_and_at_the_last_step(scored_run):
     root, _, result = scored_run
-    state = json.loads((run_dir(root, "scored") / "checkpoints" / "checkpoint-12" / "trainer_state.json").read_text())
+    state = json.loads((run_dir(root, "scored") / "checkpoints" / "checkpoint-14" / "trainer_state.json").read_text())
     evaluations = [entry for entry in state["log_history"] if "eval_dev_score" in entry]
-    assert [entry["step"] for entry in evaluations] == [4, 8, 12]
+    assert [entry["step"] for entry in evaluations] == [4, 8, 12, 14]
     assert all(entry["eval_dev_seconds"] > 0 for entry in evaluations)
     scores = [entry["eval_dev_score"] for entry in evaluations]
     assert scores[-1] > scores[0]  # the tiny model learns what the dev set measures
     metrics = result.manifest.metrics
     assert metrics["dev_score"] == scores[-1] and metrics["best_dev_score"] == max(scores)
-    assert metrics["best_step"] == 4 * (1 + scores.index(max(scores))) and metrics["dev_evaluations"] == 3
+    assert metrics["best_step"] == evaluations[scores.index(max(scores))]["step"] and metrics["dev_evaluations"] == 4
     assert "stopped_early_at_step" not in metrics
     log = next((run_dir(root, "scored") / "logs").glob("train-*.log")).read_text()
     assert "step 8: dev score" in log and "on dev (80 pairs" in log
@@ -182,8 +182,8 @@ def test_dev_score_reaches_tensorboard_as_eval_dev_score(scored_run):
     events = EventAccumulator(str(run_dir(root, "scored") / "tensorboard"))
     events.Reload()
     points = [(event.step, round(event.value, 4)) for event in events.Scalars("eval/dev_score")]
-    assert points[-1] == (12, pytest.approx(result.manifest.metrics["dev_score"], abs=1e-3))
-    assert [step for step, _ in points] == [4, 8, 12] and "eval/dev_seconds" in events.Tags()["scalars"]
+    assert points[-1] == (14, pytest.approx(result.manifest.metrics["dev_score"], abs=1e-3))
+    assert [step for step, _ in points] == [4, 8, 12, 14] and "eval/dev_seconds" in events.Tags()["scalars"]
 
 
 def test_dev_score_equals_mtebs_score_of_the_adapter(scored_run):
@@ -284,3 +284,32 @@ def test_resumed_run_keeps_best_so_far_and_patience(tmp_path, tiny_model_dir, tr
     best = adapter_with_weights_of(folder / "adapter", folder / "checkpoints" / "checkpoint-2", tmp_path / "best")
     np.testing.assert_array_equal(TextEncoder.from_adapter(folder / "adapter", device="cpu").encode(TEXTS),
                                   TextEncoder.from_adapter(best, device="cpu").encode(TEXTS))
+
+
+# --------------------------------------------------------------------------
+# Two processes: rank 0 scores, rank 1 waits for its score, both stop at the same step
+
+
+def test_two_processes_score_on_rank_zero_and_stop_together(tmp_path, tiny_model_dir, triplets_csv):
+    """Under torchrun (gloo on loopback): if rank 1 did not get rank 0's score, only rank 0 would stop early and
+    rank 1 would wait forever in the next step's gradient all-reduce; the timeout turns that hang into a failure."""
+    import os
+
+    from s3_server import free_port
+
+    dev = write_dev_tsv(tmp_path / "inverted.tsv", inverted=True)
+    recipe = tiny_recipe_yaml(tmp_path / "r.yaml", tiny_model_dir, triplets_csv, max_steps=20, save_steps=10,
+                              batch_size=4, eval_steps=2, eval_data=str(dev), keep_best=True,
+                              early_stopping_patience=1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+               "-m", "cft", "train", "--config", str(recipe), "--output", str(tmp_path / "bucket"), "--run-id", "ddp"]
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed: world size 2" in result.stderr
+    manifest = json.loads((run_dir(tmp_path, "ddp") / "manifest.json").read_text())
+    metrics = manifest["metrics"]
+    assert manifest["world_size"] == 2 and manifest["steps"] < 20
+    assert metrics["stopped_early_at_step"] == manifest["steps"] == metrics["best_step"] + 2
+    assert result.stderr.count(": dev score ") == metrics["dev_evaluations"]  # logged by rank 0 alone

@@ -7,8 +7,8 @@ too). cft adds three things:
 
 - `DevEvaluator`: the score itself, on the main process only, with the encoder `cft eval` uses; the other processes
   wait for it at a broadcast, so every process agrees on the score and on whether to stop (no deadlock);
-- `SaveBest`: a new best score forces a checkpoint at that step, so the best model always has one, whatever
-  `train.save_steps` is; `CheckpointSync` never deletes it;
+- `DevSchedule`: the last step is evaluated too, and a new best score forces a checkpoint at its step, so the best
+  model always has one, whatever `train.save_steps` is; `CheckpointSync` never deletes it;
 - `dev_metrics`: what the manifest records (dev_score, best_dev_score, best_step, stopped_early_at_step).
 """
 
@@ -43,8 +43,20 @@ class DevEvaluator:
         self.batch_size = batch_size
 
     def metrics(self, model: Any, is_main: bool) -> dict[str, float]:
-        """{eval_dev_score, eval_dev_seconds}, computed on the main process and broadcast to the others."""
-        result = self._score(model) if is_main else {}
+        """{eval_dev_score, eval_dev_seconds}, computed on the main process and broadcast to the others.
+
+        If scoring fails on the main process, the others are told (instead of waiting for a score that never
+        comes) and fail too."""
+        if not is_main:
+            result = _from_main_process({})
+            if "failed" in result:
+                raise RuntimeError(f"the dev evaluation failed on the main process ({result['failed']})")
+            return result
+        try:
+            result = self._score(model)
+        except Exception as error:
+            _from_main_process({"failed": f"{type(error).__name__}: {error}"[:500]})
+            raise
         return _from_main_process(result)
 
     def _score(self, model: Any) -> dict[str, float]:
@@ -75,12 +87,19 @@ def _from_main_process(result: dict[str, float]) -> dict[str, float]:
     return box[0]
 
 
-class SaveBest(TrainerCallback):
-    """A new best dev score saves a checkpoint at its step, so `keep_best` always has the best model to keep.
+class DevSchedule(TrainerCallback):
+    """When to evaluate and save beyond the Trainer's own `eval_steps` and `save_steps`.
 
-    `on_evaluate` runs inside `Trainer.evaluate`, before the Trainer updates `state.best_metric` and before it
-    decides whether to save at this step; every process sees the same (broadcast) score, so they agree.
+    The last step is always evaluated, so the manifest's dev_score is the published model's (unless keep_best
+    publishes an earlier one), whether or not `max_steps` is a multiple of `eval_steps`. A new best dev score saves a
+    checkpoint at its step, so `keep_best` always has the best model to keep: `on_evaluate` runs inside
+    `Trainer.evaluate`, before the Trainer updates `state.best_metric` and decides whether to save at this step;
+    every process sees the same (broadcast) score, so they agree.
     """
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= state.max_steps:
+            control.should_evaluate = True
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
                     **kwargs: Any) -> None:

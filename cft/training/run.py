@@ -262,7 +262,7 @@ def _dev_evaluation(run: _Run, tokenizer: Any) -> tuple[Any, list[Any]]:
     if settings.eval_data is None:
         return None, []
     from cft.evaluation.dev_set import load_dev_set
-    from cft.training.dev_eval import DevEvaluator, EarlyStopping, SaveBest
+    from cft.training.dev_eval import DevEvaluator, DevSchedule, EarlyStopping
 
     devset = load_dev_set(settings.eval_data)
     if run.is_main:
@@ -270,7 +270,7 @@ def _dev_evaluation(run: _Run, tokenizer: Any) -> tuple[Any, list[Any]]:
                     settings.dev_eval_steps, "; adapter/ keeps the best" if settings.keep_best else "",
                     f"; stops after {settings.early_stopping_patience} evaluations without improvement"
                     if settings.early_stopping_patience else "")
-    callbacks: list[Any] = [SaveBest()]
+    callbacks: list[Any] = [DevSchedule()]
     if settings.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(early_stopping_patience=settings.early_stopping_patience))
     return DevEvaluator(devset, tokenizer, run.recipe.model, settings.eval_batch_size), callbacks

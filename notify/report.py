@@ -165,15 +165,15 @@ def started(facts: RunFacts) -> Notification:
     return Notification(f"{facts.name} started", "\n".join(lines + _common_lines(facts)), "low", ["rocket"])
 
 
-def dev_summary(manifest: Manifest | None) -> str | None:
+def dev_summary(manifest: Manifest | None, emphasis: str = "**") -> str | None:
     """The dev score's line, for a run that evaluated while it trained: the best score and its step, whether the
     adapter is that step's, and an early stop (manifest metrics best_dev_score, best_step, adapter_step,
-    stopped_early_at_step)."""
+    stopped_early_at_step). `emphasis` wraps the score (Markdown bold in a notification, nothing on a console)."""
     metrics = manifest.metrics if manifest else {}
     best, step = metrics.get("best_dev_score"), metrics.get("best_step")
     if not isinstance(best, (int, float)) or not isinstance(step, int):
         return None
-    line = f"best dev score: **{best:.2f}** at step {step}"
+    line = f"best dev score: {emphasis}{best:.2f}{emphasis} at step {step}"
     if metrics.get("adapter_step") == step and step != manifest.steps:
         line += " (the adapter's)"
     stopped = metrics.get("stopped_early_at_step")

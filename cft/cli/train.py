@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from cft.config import load_recipe
     from cft.training.interrupt import RunInterrupted, sigterm_interrupts
     from cft.training.run import train
+    from notify.report import dev_summary
 
     from cft.errors import CFTError
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = result.manifest.metrics
         loss = (f", loss {metrics['first_loss']} -> {metrics['final_loss']}" if metrics.get("first_loss") is not None
                 else "")  # no loss is logged before train.logging_steps
+        dev = dev_summary(result.manifest, emphasis="")
         print(f"run {result.run_id}: {result.status}, {result.manifest.steps} steps{loss}; "
-              f"adapter: {result.adapter_uri}")
+              f"{dev + '; ' if dev else ''}adapter: {result.adapter_uri}")
     return 0

@@ -117,6 +117,13 @@ class EarlyStopping(EarlyStoppingCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         pass
 
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float], **kwargs: Any) -> None:
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        if control.should_training_stop and self.stopped and state.is_world_process_zero:
+            logger.info("stopping early at step %d: the dev score has not improved for %d evaluations (best %.2f at "
+                        "step %d)", state.global_step, self.early_stopping_patience, state.best_metric,
+                        state.best_global_step)
+
     @property
     def stopped(self) -> bool:
         return self.early_stopping_patience_counter >= self.early_stopping_patience

@@ -23,7 +23,7 @@ def plot_training(log_history: list[dict[str, Any]], path: Path, title: str,
     import matplotlib.pyplot as plt
 
     if dev:
-        figure, (loss_axis, dev_axis) = plt.subplots(1, 2, figsize=(13, 4.5), dpi=120)
+        figure, (loss_axis, dev_axis) = plt.subplots(1, 2, figsize=(13, 4.5), dpi=120, sharex=True)
         _plot_dev(dev_axis, dev, best_step)
     else:
         figure, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=120)
@@ -63,4 +63,4 @@ def _plot_dev(axis: Any, dev: list[tuple[int, float]], best_step: int | None) ->
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("dev score (Spearman x100 of cosine)", color="tab:green")
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower right", frameon=False)
+    axis.legend(loc="best", frameon=False)

@@ -313,3 +313,33 @@ def test_two_processes_score_on_rank_zero_and_stop_together(tmp_path, tiny_model
     assert manifest["world_size"] == 2 and manifest["steps"] < 20
     assert metrics["stopped_early_at_step"] == manifest["steps"] == metrics["best_step"] + 2
     assert result.stderr.count(": dev score ") == metrics["dev_evaluations"]  # logged by rank 0 alone
+
+
+def test_keep_best_fetches_the_best_checkpoint_from_s3_on_a_fresh_node(tmp_path, monkeypatch, tiny_model_dir,
+                                                                         triplets_csv):
+    """Recovered on another node, the run never had the best checkpoint locally: it is fetched from the bucket."""
+    from safetensors.torch import load as load_tensors
+
+    from s3_server import serving
+
+    dev = write_dev_tsv(tmp_path / "inverted.tsv", inverted=True)
+    recipe = tiny_recipe_yaml(tmp_path / "r.yaml", tiny_model_dir, triplets_csv, max_steps=8, save_steps=4,
+                              save_total_limit=1, eval_steps=2, eval_data=str(dev), keep_best=True)
+    with serving("cft-dev") as server:
+        monkeypatch.setenv("CFT_WORK_DIR", str(tmp_path / "node-1"))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(load_recipe(recipe), str(recipe), output="s3://cft-dev/x", run_id="s3", extra_callbacks=[StopAt(5)])
+        monkeypatch.setenv("CFT_WORK_DIR", str(tmp_path / "node-2"))
+        result = train(load_recipe(recipe), str(recipe), output="s3://cft-dev/x", run_id="s3")
+
+        def tensors(key: str) -> dict:
+            return load_tensors(server.client.get_object(Bucket="cft-dev", Key=f"x/runs/s3/{key}")["Body"].read())
+
+        best = result.manifest.metrics["best_step"]
+        assert best == 2 and result.manifest.metrics["adapter_step"] == 2 and result.manifest.resumed_from_step == 4
+        published, kept = tensors("adapter/adapter_model.safetensors"), tensors(
+            "checkpoints/checkpoint-2/adapter_model.safetensors")
+        last = tensors("checkpoints/checkpoint-8/adapter_model.safetensors")
+    assert published.keys() == kept.keys()
+    assert all((published[name] == kept[name]).all() for name in published)
+    assert any((published[name] != last[name]).any() for name in published)

@@ -40,7 +40,8 @@ def dev_rows(inverted: bool = False, count: int = 80, seed: int = 7) -> list[tup
         obj2 = obj if rng.random() < 0.5 else rng.choice([o for o in OBJECTS if o != obj])
         verb2 = verb if rng.random() < 0.5 else rng.choice([v for v in VERBS if v != verb])
         shared = (subject == subject2) + (obj == obj2)
-        rows.append((f"{subject} {verb} {obj} .", f"{subject2} {verb2} {obj2} .", float(2 - shared if inverted else shared)))
+        gold = float(2 - shared if inverted else shared)
+        rows.append((f"{subject} {verb} {obj} .", f"{subject2} {verb2} {obj2} .", gold))
     return rows
 
 

@@ -3,7 +3,8 @@
 Most `TrainSettings` fields are the Trainer's own and are passed through by name (`TRAINER_FIELDS`). The others
 are not the Trainer's to see (`NOT_FOR_TRAINER` says where each one goes), and `bf16` and `report_to` are resolved
 first (`auto` depends on the GPU and the installed trackers; `eval_steps` defaults to `save_steps` and turns on the
-Trainer's evaluation, best-metric tracking and, with early stopping, the restoring of callback state on resume). The LoRA section goes to `build_lora_model`, never here.
+Trainer's evaluation, best-metric tracking and, with early stopping, the restoring of callback state on resume).
+The LoRA section goes to `build_lora_model`, never here.
 """
 
 from __future__ import annotations

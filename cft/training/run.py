@@ -6,8 +6,9 @@
 The run id is stable across restarts (`--run-id`, `RUN_ID`, `SKYPILOT_TASK_ID`), so a restarted or recovered job
 finds its own newest complete checkpoint and resumes from it; a run whose manifest says it succeeded is not trained
 again. Only the main process writes to the bucket; the manifest is written last. With `train.eval_data` the
-Trainer scores a dev set as it trains (`dev_eval`), and the manifest records the last and best dev scores. `train` reads as its steps:
-open the run, resume point, trainer, fit, publish (adapter, plot, logs, manifest), or record the failure.
+Trainer scores a dev set as it trains (`dev_eval`), and the manifest records the last and best dev scores. `train`
+reads as its steps: open the run, resume point, trainer, fit, keep the best, publish (adapter, plot, logs,
+manifest), or record the failure.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A Trainer that computes InfoNCE from one backbone pass, with optional gradient caching.
 
 Only `compute_loss`, `training_step` (for GradCache) and `evaluate` (the dev score, `cft.training.dev_eval`) are
-overridden; saving, resuming, schedules, logging, best-metric tracking and distributed training are the Trainer's own. The model is the PEFT-wrapped backbone, so checkpoints hold only the
-adapter and the Trainer knows how to reload it.
+overridden; saving, resuming, schedules, logging, best-metric tracking and distributed training are the Trainer's
+own. The model is the PEFT-wrapped backbone, so checkpoints hold only the adapter and the Trainer knows how to reload
+it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ from notify.manifest import Manifest
 TAIL_LINES = 15
 MAX_LINE_CHARS = 240
 MAX_METRICS = 8
-HEADLINE_METRICS = ("sts_mean", "retrieval_mean", "train_loss", "eval_loss")
+HEADLINE_METRICS = ("sts_mean", "retrieval_mean", "train_loss", "eval_loss", "dev_score")
+# Said once, in the dev score's own line (`dev_summary`), not again among the headline metrics.
+DEV_LINE_METRICS = ("best_dev_score", "best_step", "adapter_step", "stopped_early_at_step", "dev_evaluations")
 
 
 @dataclass
@@ -127,7 +129,8 @@ def headline_metrics(manifest: Manifest | None) -> list[tuple[str, str]]:
     """The metrics and scores worth a phone screen: the known headline ones first, then others, at most eight."""
     if manifest is None:
         return []
-    metrics = manifest.flat_metrics()
+    metrics = {name: value for name, value in manifest.flat_metrics().items()
+               if name not in DEV_LINE_METRICS or dev_summary(manifest) is None}
     names = [m for m in HEADLINE_METRICS if m in metrics]
     names += sorted(m for m in metrics if m not in names and isinstance(metrics[m], (int, float)))
     return [(name, _format_value(metrics[name])) for name in names[:MAX_METRICS]]

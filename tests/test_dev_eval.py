@@ -258,6 +258,7 @@ def test_success_notification_names_the_best_step_and_score(falling_run):
                               manifest=result.manifest))
     assert f"best dev score: **{metrics['best_dev_score']:.2f}** at step {metrics['best_step']}" in note.message
     assert f"stopped early at step {metrics['stopped_early_at_step']}" in note.message
+    assert note.message.count("best_step") == 0 and f"dev_score: **{metrics['dev_score']:.4g}**" in note.message
 
 
 # --------------------------------------------------------------------------

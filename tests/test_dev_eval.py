@@ -345,3 +345,18 @@ def test_keep_best_fetches_the_best_checkpoint_from_s3_on_a_fresh_node(tmp_path,
     assert published.keys() == kept.keys()
     assert all((published[name] == kept[name]).all() for name in published)
     assert any((published[name] != last[name]).any() for name in published)
+
+
+def test_an_mteb_sts_task_gives_its_evaluation_split(tmp_path):
+    """What `train.eval_data=STSBenchmark` reads, with mteb's own task class (its data from a local file here, as
+    `cft eval --data-dir` reads it: the hub is out of reach in tests)."""
+    from cft.evaluation.dev_set import from_task
+    from cft.evaluation.local_tasks import local_task
+    from cft.evaluation.suites import TaskSpec
+
+    (tmp_path / "sts").mkdir()
+    write_dev_tsv(tmp_path / "sts" / "stsb-test.tsv")
+    devset = from_task(local_task(TaskSpec("STSBenchmark"), tmp_path), "STSBenchmark")
+    expected = load_dev_set(str(tmp_path / "sts" / "stsb-test.tsv"))
+    assert devset.name == "STSBenchmark (test)"
+    assert (devset.sentence1, devset.sentence2, devset.gold) == (expected.sentence1, expected.sentence2, expected.gold)

@@ -1,5 +1,6 @@
-"""MTEB evaluation: an mteb adapter for cft encoders, local-file tasks, suites, and result reports."""
+"""MTEB evaluation: an mteb adapter for cft encoders, local-file tasks, suites, dev sets, and result reports."""
 
+from cft.evaluation.dev_set import DevSet, load_dev_set
 from cft.evaluation.local_tasks import LOCAL_FILES, local_task
 from cft.evaluation.mteb_encoder import MTEB_INSTRUCTION, Encoder, MTEBEncoder
 from cft.evaluation.report import default_output, format_table, publish_results, write_report
@@ -11,6 +12,7 @@ __all__ = [
     "LOCAL_FILES",
     "MTEB_INSTRUCTION",
     "SUITES",
+    "DevSet",
     "Encoder",
     "EvalRun",
     "MTEBEncoder",
@@ -20,6 +22,7 @@ __all__ = [
     "default_output",
     "evaluate_encoder",
     "format_table",
+    "load_dev_set",
     "local_task",
     "main_score",
     "prepare_tasks",

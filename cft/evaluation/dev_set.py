@@ -136,8 +136,6 @@ def _append(columns: dict[str, list], path: Path, lineno: int, row: dict[str, An
 
 def _from_mteb(name: str) -> DevSet:
     """An MTEB STS task's evaluation split, resolved as `cft eval --tasks` resolves it, loaded from the hub."""
-    from mteb.abstasks.sts import AbsTaskSTS
-
     from cft.evaluation.runner import prepare_tasks
 
     try:
@@ -146,6 +144,13 @@ def _from_mteb(name: str) -> DevSet:
         raise CFTError(f"{WHERE}: {str(error).removeprefix('--tasks: ')}") from None
     except ValueError:
         raise CFTError(f"{WHERE}: {name!r} names more than one task; give one MTEB STS task or a file") from None
+    return from_task(task, name)
+
+
+def from_task(task: Any, name: str) -> DevSet:
+    """The pairs of an mteb STS task object's first evaluation split and subset (loaded here, then unloaded)."""
+    from mteb.abstasks.sts import AbsTaskSTS
+
     if not isinstance(task, AbsTaskSTS):
         raise CFTError(f"{WHERE}: {name} is a {task.metadata.type} task; evaluation during training scores STS "
                        "tasks (or an STS file: .tsv, .csv, .jsonl)")

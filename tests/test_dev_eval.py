@@ -98,7 +98,7 @@ def test_cli_refuses_a_missing_dev_file_in_one_line_before_training(tmp_path, ti
     from cft.cli.main import main
 
     recipe = tiny_recipe_yaml(tmp_path / "r.yaml", tiny_model_dir, triplets_csv, max_steps=2)
-    code = main(["train", "--config", str(recipe), "--output", str(tmp_path / "b"), "--run-id", "x",
+    code = main(["train", "--config", str(recipe), "--bucket", str(tmp_path / "b"), "--run-id", "x",
                  "--set", f"train.eval_data={tmp_path / 'nope.tsv'}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
@@ -306,7 +306,7 @@ def test_two_processes_score_on_rank_zero_and_stop_together(tmp_path, tiny_model
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-               "-m", "cft", "train", "--config", str(recipe), "--output", str(tmp_path / "bucket"), "--run-id", "ddp"]
+               "-m", "cft", "train", "--config", str(recipe), "--bucket", str(tmp_path / "bucket"), "--run-id", "ddp"]
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed: world size 2" in result.stderr

@@ -78,6 +78,10 @@ class Bucket(ABC):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> None: ...
 
+    @abstractmethod
+    def delete_key(self, key: str) -> None:
+        """Deletes one object; nothing happens when it does not exist."""
+
     def exists(self, key: str) -> bool:
         return self.read_text(key) is not None
 
@@ -182,6 +186,9 @@ class LocalBucket(Bucket):
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+    def delete_key(self, key: str) -> None:
+        self.local_path(key).unlink(missing_ok=True)
 
 
 class S3Bucket(Bucket):
@@ -305,6 +312,12 @@ class S3Bucket(Bucket):
                 self.client.delete_objects(Bucket=self.bucket_name, Delete={"Objects": objects})
             except Exception as error:
                 raise self._fail("deleting", prefix, error) from None
+
+    def delete_key(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket_name, Key=self._key(key))
+        except Exception as error:
+            raise self._fail("deleting", key, error) from None
 
 
 def open_bucket(uri: str | Path) -> Bucket:

@@ -1,0 +1,288 @@
+"""`cft sweep`: grids, the OVERRIDES env, the launcher against a stand-in `sky` (tests/fake_sky.py) with moto S3,
+resuming, cancelling, the table, the one end-of-sweep notification, SkyPilot's parser, and --local for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import fake_sky
+import pytest
+from conftest import REPO, tiny_recipe_yaml
+from s3_server import serving
+
+from cft.cli.main import main
+from cft.overrides import join_overrides, split_overrides
+from cft.storage.bucket import open_bucket
+from cft.sweep import record as records
+from cft.sweep.announce import member_ended
+from cft.sweep.grid import build_spec
+from notify.run_identity import validate_run_id
+from notify.testing import FakeNtfyServer
+
+TOPIC = "cft-sweep-test"
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+# --------------------------------------------------------------------------
+# The grid and the overrides
+
+
+def test_a_grid_is_one_member_per_combination_named_after_the_sweep(tmp_path):
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text("config: recipes/qwen2.5-0.5b.yaml\nset: {train.num_epochs: 1}\n"
+                          "grid:\n  lora.target_modules: [[q_proj, v_proj], all-linear]\n")
+    spec = build_spec("lr-rank", None, [], ["train.learning_rate=1e-5,5e-5,1e-4"], str(sweep_file))
+    members = spec.members()
+    assert len(members) == 6
+    assert [m.run_id for m in members[:3]] == ["lr-rank-00", "lr-rank-01", "lr-rank-02"]
+    assert all(validate_run_id(m.run_id) for m in members)
+    assert members[0].settings == {"lora.target_modules": "[q_proj, v_proj]", "train.learning_rate": "1e-5"}
+    assert spec.sets == ["train.num_epochs=1"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--grid", "train.learning_rate"], "--grid 'train.learning_rate': expected section.key=value1,value2"),
+    (["--grid", "train.learning_rate=1e-5", "--name", "Bad Name"], "--name 'Bad Name': a sweep name is"),
+    (["--grid", "lora.r=8,8"], "--grid lora.r: a value is listed twice"),
+    (["--grid", "lora.rr=8,16"], "member s-00 (rr=8): recipes/smollm2-135m.yaml: unknown key `lora.rr`"),
+    (["--grid", "lora.r=8", "--set", "lora.r=4"], "--set lora.r: also in the grid"),
+])
+def test_a_bad_grid_is_one_line_before_anything_runs(capsys, argv, message, monkeypatch):
+    monkeypatch.chdir(REPO)
+    argv = ["sweep", "launch", "-c", "recipes/smollm2-135m.yaml", "--name", "s", "--local", *argv]
+    assert main(argv) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("cft: error: ") and message in line, line
+
+
+def test_overrides_travel_as_one_env_and_are_checked_on_the_node(tmp_path, tiny_model_dir, triplets_csv):
+    pairs = ["train.learning_rate=1e-4", "model.prompt_template=This sentence : \"{}\" means"]
+    assert split_overrides(join_overrides(pairs)) == pairs
+    recipe = tiny_recipe_yaml(tmp_path / "r.yaml", tiny_model_dir, triplets_csv)
+    env = {k: v for k, v in os.environ.items()}
+
+    def node(overrides: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cft.overrides"], capture_output=True, text=True,
+                              env=dict(env, OVERRIDES=overrides, RECIPE=str(recipe)))
+
+    good = node(join_overrides(pairs))
+    assert good.returncode == 0 and good.stdout.splitlines() == pairs
+    for bad, says in (("train.learning_rate", "--set expects section.key=value"),
+                      ("lora.rank=8", "unknown key `lora.rank`"), ("'lora.r=8", "No closing quotation")):
+        result = node(bad)
+        assert result.returncode == 2 and result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
+
+
+def test_the_train_job_passes_overrides_as_set_flags():
+    from sky_env import job_tasks
+
+    for file_name in ("train.yaml", "pipeline.yaml"):
+        train = job_tasks(file_name)[0]
+        assert train["envs"]["OVERRIDES"] == "" and train["envs"]["SWEEP"] == ""
+        assert 'PAIRS="$(python -m cft.overrides)"' in train["run"]
+        assert '--output "$BUCKET" "${SETS[@]}"' in train["run"]
+
+
+# --------------------------------------------------------------------------
+# The launcher, against a stand-in `sky`
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch, tiny_model_dir, triplets_csv):
+    """A working copy to launch from: jobs/pipeline.yaml and a recipe inside it."""
+    root = tmp_path / "repo"
+    (root / "jobs").mkdir(parents=True)
+    shutil.copy(REPO / "jobs" / "pipeline.yaml", root / "jobs" / "pipeline.yaml")
+    tiny_recipe_yaml(root / "recipes" / "tiny.yaml" if (root / "recipes").mkdir() is None else None,
+                     tiny_model_dir, triplets_csv, max_steps=6, save_steps=3, logging_steps=2)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def sky(tmp_path, monkeypatch):
+    state = tmp_path / "sky-state"
+    path = fake_sky.install(tmp_path / "bin", state)
+    monkeypatch.setenv("PATH", f"{path.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CFT_SKY", str(path))
+    monkeypatch.setenv("FAKE_SKY_STATE", str(state))
+    monkeypatch.setenv("CFT_SWEEP_POLL_S", "0.2")
+    return state
+
+
+@pytest.fixture
+def ntfy(monkeypatch):
+    with FakeNtfyServer() as server:
+        monkeypatch.setenv("NTFY_TOPIC", TOPIC)
+        monkeypatch.setenv("NTFY_SERVER", server.url)
+        yield server
+
+
+def launches(state: Path) -> list[str]:
+    return [call[call.index("-n") + 1] for call in fake_sky.calls(state) if call[:2] == ["jobs", "launch"]]
+
+
+def wait_until(condition, timeout: float = 60, process: subprocess.Popen | None = None, what: str = "") -> None:
+    start = time.monotonic()
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the launcher exited ({process.returncode}) before {what}: {process.stdout.read()}")
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.1)
+
+
+LAUNCH = ["sweep", "launch", "-c", "recipes/tiny.yaml", "--grid", "train.learning_rate=1e-3,5e-3,1e-2",
+          "--name", "sw", "--max-parallel", "1"]
+
+
+def start_launcher(bucket: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cft", *LAUNCH, "--bucket", bucket], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_the_launcher_caps_resumes_relaunches_failures_and_cancels(repo, sky, ntfy, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_SKY_MODE", "manual")
+    monkeypatch.setenv("FAKE_SKY_NO_RESOURCE", "sw-00")  # its first job dies before a node runs it
+    with serving("cft-sweep") as s3:
+        uri = "s3://cft-sweep/cft"
+        first = start_launcher(uri)
+        wait_until(lambda: launches(sky) == ["sw-00", "sw-01"], process=first, what="two launches")
+        time.sleep(0.6)  # a few polls: sw-01 holds the only slot, so sw-02 waits
+        assert launches(sky) == ["sw-00", "sw-01"]
+        first.send_signal(signal.SIGKILL)  # the laptop closes
+        first.wait(10)
+
+        record, _ = records.require(open_bucket(uri), "sw")
+        assert [m.job_ids for m in record.members] == [[1], [2], []]
+        fake_sky.set_statuses(sky, 2, "RUNNING", "PENDING")
+
+        second = start_launcher(uri)  # the same command resumes
+        time.sleep(1.0)
+        assert launches(sky) == ["sw-00", "sw-01"], "sw-01 runs: nothing may start beside it"
+        fake_sky.set_statuses(sky, 2, "SUCCEEDED", "SUCCEEDED")
+        wait_until(lambda: launches(sky)[2:] == ["sw-00"], process=second, what="sw-00 relaunched")
+        fake_sky.set_statuses(sky, 3, "SUCCEEDED", "SUCCEEDED")
+        wait_until(lambda: launches(sky)[3:] == ["sw-02"], process=second, what="sw-02 launched")
+        out, _ = second.communicate(timeout=30)
+        assert second.returncode == 0, out
+        assert "launched sw-00 (learning_rate=1e-3) again (was failed): managed job 3" in out
+        assert "every member is launched or done" in out
+
+        record, _ = records.require(open_bucket(uri), "sw")
+        assert [m.job_ids for m in record.members] == [[1, 3], [2], [4]]
+        launch_call = next(c for c in fake_sky.calls(sky) if c[:2] == ["jobs", "launch"] and "sw-02" in c)
+        envs = dict(c.split("=", 1) for c in launch_call[launch_call.index("-n") + 3:-1:2])
+        assert envs["OVERRIDES"] == "train.learning_rate=1e-2" and envs["SWEEP"] == "sw"
+        assert envs["RUN_ID"] == "sw-02" and envs["BUCKET"] == uri and launch_call[-1] == "jobs/pipeline.yaml"
+
+        capsys.readouterr()
+        assert main(["sweep", "cancel", "sw", "--bucket", uri]) == 0
+        assert "cancelled sw-02: managed job 4 (was starting)" in capsys.readouterr().out
+        assert ["jobs", "cancel", "-y", "4"] in fake_sky.calls(sky)
+
+        assert main(["sweep", "status", "sw", "--bucket", uri, "--sort", "test"]) == 0
+        out = capsys.readouterr().out
+        rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("sw-")}
+        assert rows["sw-00"][1:4] == ["1e-3", "succeeded", "3"]
+        assert rows["sw-02"][1:4] == ["1e-2", "cancelled", "4"]
+        assert "end of sweep: ended; announced" in out
+        assert main(["sweep", "status", "sw", "--bucket", uri]) == 0
+        assert "end of sweep: ended; already announced" in capsys.readouterr().out
+        ended = [n for n in ntfy.published if n.title.startswith("sweep sw ended")]
+        assert len(ended) == 1 and "2 succeeded, 1 cancelled" in ended[0].body
+
+
+def test_members_ending_together_announce_the_sweep_once(tmp_path, ntfy):
+    bucket = open_bucket(tmp_path / "runs")
+    spec = build_spec("tie", "recipes/smollm2-135m.yaml", [], ["lora.r=4,8,16,32"], None)
+    records.create(bucket, records.SweepRecord.new(spec, spec.members(), None))
+    barrier = threading.Barrier(4)
+    said = []
+
+    def end(run_id: str) -> None:
+        barrier.wait()
+        said.append(member_ended(bucket, "tie", run_id, "eval", 0))
+
+    threads = [threading.Thread(target=end, args=(f"tie-0{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ntfy.published) == 1, [n.title for n in ntfy.published]
+    assert said.count("ended; announced") == 1
+
+
+def test_a_dry_run_prints_members_commands_and_the_price_and_launches_nothing(repo, sky, capsys):
+    assert main([*LAUNCH, "--bucket", "s3://cft-sweep/cft", "--dry-run", "--secrets", str(REPO / "pyproject.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "sweep sw: 3 members of recipes/tiny.yaml" in out and "members beyond 1 wait for a free slot" in out
+    assert f"{sky.parent / 'bin' / 'sky'} jobs launch -y -d -n sw-01 --env RECIPE=recipes/tiny.yaml" in out
+    assert "--env OVERRIDES=train.learning_rate=5e-3 --env SWEEP=sw" in out
+    assert "hourly price: unknown (no SkyPilot interpreter next to" in out
+    assert fake_sky.calls(sky) == []
+
+
+@pytest.mark.slow
+def test_every_members_job_spec_passes_skypilots_parser(repo, sky, tmp_path):
+    import sky_env
+
+    from cft.sweep.launcher import member_envs
+
+    spec = build_spec("sw", "recipes/tiny.yaml", ["train.max_steps=6"], ["train.learning_rate=1e-3,5e-3"], None)
+    record = records.SweepRecord.new(spec, spec.members(), None)
+    python = sky_env.ensure_sky_venv()
+    for member in record.members:
+        envs = member_envs(record, member, "s3://cft-sweep/cft", {"TASKS": "sts", "NTFY_TOPIC": TOPIC})
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["HOME"] = str(tmp_path)
+        done = subprocess.run([str(python), sky_env.__file__, "validate-task", "jobs/pipeline.yaml",
+                               *(f"{k}={v}" for k, v in envs.items())], capture_output=True, text=True, env=env)
+        line = [x for x in done.stdout.splitlines() if x.startswith(sky_env.RESULT_MARK)]
+        assert done.returncode == 0 and line, done.stdout + done.stderr
+        train, evaluation = json.loads(line[0][len(sky_env.RESULT_MARK):])["tasks"]
+        assert train["envs"]["OVERRIDES"] == envs["OVERRIDES"] and train["envs"]["RUN_ID"] == member.run_id
+        assert evaluation["envs"]["SWEEP"] == "sw" and evaluation["envs"]["RUN_ID"] == member.run_id
+
+
+# --------------------------------------------------------------------------
+# --local: the same grid, for real, on this machine
+
+
+def test_local_runs_a_tiny_grid_for_real(tmp_path, tiny_model_dir, triplets_csv, ntfy, capsys):
+    from test_sky_node import write_sts_data
+
+    recipe = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=4, save_steps=4,
+                              logging_steps=2)
+    data = write_sts_data(tmp_path / "data")
+    root = tmp_path / "runs"
+    argv = ["sweep", "launch", "--local", "-c", str(recipe), "--grid", "train.learning_rate=1e-3,1e-2",
+            "--name", "loc", "--bucket", str(root), "--tasks", "BIOSSES", "--data-dir", str(data)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "loc-01: eval succeeded; ended; announced" in out
+    assert main(["sweep", "status", "loc", "--bucket", str(root), "--sort", "test"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("loc-")]
+    assert {row[0] for row in rows} == {"loc-00", "loc-01"} and all(row[2] == "succeeded" for row in rows)
+    assert all(row[4] == "4" for row in rows)  # steps
+    scores = [float(row[-1]) for row in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert (root / "sweeps" / "loc.png").stat().st_size > 1000
+    assert len(ntfy.published) == 1 and ntfy.published[0].title.startswith("sweep loc ended: loc-0")
+    assert main(argv) == 0  # again: both succeeded, nothing is trained again
+    assert capsys.readouterr().out.count("already succeeded; skipped") == 2

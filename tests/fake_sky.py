@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def _run_job(state: Path, job_id: int) -> int:
     for index, task in enumerate(tasks):
         set_task(state, job_id, index, "RUNNING")
         node = Node(state / "nodes" / f"job-{job_id}-{index}")
+        shutil.copytree(job["cwd"], node.workdir, dirs_exist_ok=True)  # SkyPilot syncs the workdir to the node
         envs = {k: ("" if v is None else str(v)) for k, v in (task.get("envs") or {}).items()}
         envs.update({k: v for k, v in job["envs"].items() if k in envs})  # SkyPilot: --env sets declared envs
         setup = node.run(task["setup"], {}, **node_env)

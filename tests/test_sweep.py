@@ -136,6 +136,11 @@ def launches(state: Path) -> list[str]:
     return [call[call.index("-n") + 1] for call in fake_sky.calls(state) if call[:2] == ["jobs", "launch"]]
 
 
+def job_ids(uri: str) -> list[list[int]]:
+    found = records.load(open_bucket(uri), "sw")
+    return [m.job_ids for m in found[0].members] if found else []
+
+
 def wait_until(condition, timeout: float = 60, process: subprocess.Popen | None = None, what: str = "") -> None:
     start = time.monotonic()
     while not condition():
@@ -161,30 +166,28 @@ def test_the_launcher_caps_resumes_relaunches_failures_and_cancels(repo, sky, nt
     with serving("cft-sweep") as s3:
         uri = "s3://cft-sweep/cft"
         first = start_launcher(uri)
-        wait_until(lambda: launches(sky) == ["sw-00", "sw-01"], process=first, what="two launches")
+        wait_until(lambda: job_ids(uri) == [[1], [2], []], process=first, what="two launches recorded")
         time.sleep(0.6)  # a few polls: sw-01 holds the only slot, so sw-02 waits
         assert launches(sky) == ["sw-00", "sw-01"]
         first.send_signal(signal.SIGKILL)  # the laptop closes
         first.wait(10)
 
-        record, _ = records.require(open_bucket(uri), "sw")
-        assert [m.job_ids for m in record.members] == [[1], [2], []]
         fake_sky.set_statuses(sky, 2, "RUNNING", "PENDING")
 
         second = start_launcher(uri)  # the same command resumes
         time.sleep(1.0)
         assert launches(sky) == ["sw-00", "sw-01"], "sw-01 runs: nothing may start beside it"
         fake_sky.set_statuses(sky, 2, "SUCCEEDED", "SUCCEEDED")
-        wait_until(lambda: launches(sky)[2:] == ["sw-00"], process=second, what="sw-00 relaunched")
+        wait_until(lambda: job_ids(uri)[0] == [1, 3], process=second, what="sw-00 relaunched")
         fake_sky.set_statuses(sky, 3, "SUCCEEDED", "SUCCEEDED")
-        wait_until(lambda: launches(sky)[3:] == ["sw-02"], process=second, what="sw-02 launched")
+        wait_until(lambda: job_ids(uri)[2] == [4], process=second, what="sw-02 launched")
         out, _ = second.communicate(timeout=30)
         assert second.returncode == 0, out
         assert "launched sw-00 (learning_rate=1e-3) again (was failed): managed job 3" in out
         assert "every member is launched or done" in out
 
-        record, _ = records.require(open_bucket(uri), "sw")
-        assert [m.job_ids for m in record.members] == [[1, 3], [2], [4]]
+        assert launches(sky) == ["sw-00", "sw-01", "sw-00", "sw-02"]
+        assert job_ids(uri) == [[1, 3], [2], [4]]
         launch_call = next(c for c in fake_sky.calls(sky) if c[:2] == ["jobs", "launch"] and "sw-02" in c)
         envs = dict(c.split("=", 1) for c in launch_call[launch_call.index("-n") + 3:-1:2])
         assert envs["OVERRIDES"] == "train.learning_rate=1e-2" and envs["SWEEP"] == "sw"
@@ -286,3 +289,58 @@ def test_local_runs_a_tiny_grid_for_real(tmp_path, tiny_model_dir, triplets_csv,
     assert len(ntfy.published) == 1 and ntfy.published[0].title.startswith("sweep loc ended: loc-0")
     assert main(argv) == 0  # again: both succeeded, nothing is trained again
     assert capsys.readouterr().out.count("already succeeded; skipped") == 2
+
+
+# --------------------------------------------------------------------------
+# Members on emulated nodes: train then eval through moto S3, as jobs/pipeline.yaml runs them
+
+
+@pytest.mark.slow
+def test_a_sweep_on_emulated_nodes_ends_with_one_notification(repo, sky, ntfy, monkeypatch, tmp_path, capsys):
+    from test_sky_node import write_sts_data
+
+    monkeypatch.setenv("FAKE_SKY_MODE", "node")
+    monkeypatch.setenv("FAKE_SKY_NO_RESOURCE", "nd-00")  # its first job dies before a node runs it
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("AWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing\nHF_TOKEN=\nNTFY_TOKEN=\n")
+    data = write_sts_data(tmp_path / "data")
+    with serving("cft-sweep") as s3:
+        monkeypatch.setenv("FAKE_SKY_NODE_ENV", json.dumps({"AWS_DEFAULT_REGION": "us-east-1"}))
+        uri = "s3://cft-sweep/cft"
+        argv = [sys.executable, "-m", "cft", "sweep", "launch", "-c", "recipes/tiny.yaml", "--grid",
+                "train.learning_rate=1e-3,1e-2", "--name", "nd", "--max-parallel", "1", "--bucket", uri,
+                "--secrets", str(secrets), "--tasks", "BIOSSES", "--data-dir", str(data)]
+        first = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stdout + first.stderr  # nd-00 failed at once, nd-01 took the slot
+        assert "launched nd-01 (learning_rate=1e-2): managed job 2" in first.stdout
+
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=600)  # resumes: waits for nd-01, relaunches nd-00
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "launched nd-00 (learning_rate=1e-3) again (was failed): managed job 3" in second.stdout
+        wait_until(lambda: fake_sky.jobs(sky)["3"]["statuses"][-1] in ("SUCCEEDED", "FAILED"), timeout=300,
+                   what="nd-00's second job to end")
+        assert fake_sky.jobs(sky)["3"]["statuses"] == ["SUCCEEDED", "SUCCEEDED"], (sky / "job-3.log").read_text()
+
+        assert [n.title for n in ntfy.published] == ["sweep nd ended: " + ntfy.published[0].title.split(": ", 1)[1]]
+        assert "2 members: 2 succeeded" in ntfy.published[0].body  # the members' own successes stayed quiet
+        assert main(["sweep", "status", "nd", "--bucket", uri]) == 0
+        out = capsys.readouterr().out
+        rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("nd-")}
+        assert rows["nd-00"][2:5] == ["succeeded", "3", "6"] and rows["nd-01"][2:5] == ["succeeded", "2", "6"]
+        assert all(row[-1] != "-" for row in rows.values())  # a test score each
+        assert "end of sweep: ended; already announced" in out
+        assert len(ntfy.published) == 1
+        launched = [c for c in fake_sky.calls(sky) if c[:2] == ["jobs", "launch"]]
+        assert all(c[c.index("--secret-file") + 1] == str(secrets) for c in launched)
+        assert "testing" not in json.dumps(launched)  # secrets travel in their file, never on a command line
+
+
+def test_cft_sweep_stays_light():
+    """`cft sweep ...` runs on a laptop with only SkyPilot's and cft's light parts: no torch at import time."""
+    code = ("import sys, contextlib, io\nfrom cft.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    for argv in (['sweep', 'launch', '--help'], ['sweep', 'status', '--help']):\n        main(argv)\n"
+            "import cft.sweep.launcher, cft.sweep.status, cft.sweep.announce, cft.sweep.plan, cft.sweep.local\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'mteb', 'peft', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -214,3 +214,16 @@ def test_a_storage_error_is_one_line_on_stderr(tmp_path):
     lines = done.stderr.decode().splitlines()
     [upload] = [line for line in lines if "log upload" in line]
     assert "Bad_Bucket!!" in upload and all(line.startswith("notify: ") for line in lines), lines
+
+
+def test_within_a_sweep_only_failures_notify(tmp_path, server):
+    """NOTIFY_QUIET_SUCCESS=1 (set by the job YAMLs for a sweep member): the sweep tells successes once, at its end."""
+    env = _base_env(server.url, NOTIFY_QUIET_SUCCESS="1")
+    for name in ("ok", "bad"):
+        (tmp_path / name).mkdir()
+    done, _ = _wrap(tmp_path / "ok", env, ["bash", "-c", "echo fine"])
+    assert done.returncode == 0 and server.published == []
+    done, _ = _wrap(tmp_path / "bad", env, ["bash", "-c", "echo broken >&2; exit 3"])
+    assert done.returncode == 3
+    [note] = server.published
+    assert "bash failed: exit code 3" in note.title and "broken" in note.body

@@ -410,3 +410,12 @@ def test_the_controller_reports_what_the_nodes_cannot_see(tmp_path, ntfy):
     controller_events(controller, envs, ntfy, "SUBMITTED", "STARTING", "STARTED", "RECOVERING", "RECOVERED",
                       "CANCELLING", "CANCELLED")
     assert [t.split(": ", 1)[1] for t in titles(ntfy)] == ["RECOVERING", "RECOVERED", "CANCELLED"]
+
+
+def test_within_a_sweep_the_controller_reports_only_failures(tmp_path, ntfy):
+    envs = dict(task("train.yaml")["envs"], SWEEP="lr-rank")  # what `cft sweep launch` passes
+    controller_events(Node(tmp_path / "controller"), envs, ntfy, "SUBMITTED", "STARTING", "STARTED", "RECOVERING",
+                      "RECOVERED", "CANCELLING", "CANCELLED")
+    assert titles(ntfy) == []  # `cft sweep cancel` of ten members is not ten notifications
+    controller_events(Node(tmp_path / "other"), envs, ntfy, "SUBMITTED", "STARTING", "FAILED")
+    assert [t.split(": ", 1)[1] for t in titles(ntfy)] == ["FAILED"]

@@ -344,3 +344,30 @@ def test_cft_sweep_stays_light():
             "print(sorted(m for m in ('torch', 'transformers', 'mteb', 'peft', 'matplotlib') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_table_shows_dev_and_test_scores_and_a_dash_for_what_a_run_lacks(tmp_path, capsys):
+    root = tmp_path / "runs"
+    bucket = open_bucket(root)
+    spec = build_spec("dv", "recipes/smollm2-135m.yaml", [], ["train.learning_rate=1e-4,5e-4,1e-3"], None)
+    records.create(bucket, records.SweepRecord.new(spec, spec.members(), None))
+    fixture = json.loads((REPO / "tests" / "fixtures" / "first_build" / "manifest.json").read_text())
+    for run_id, metrics in (("dv-00", {"dev_score": 71.5, "best_dev_score": 73.25, "best_step": 80}),
+                            ("dv-01", {"dev_score": 80.0, "best_dev_score": 81.0, "best_step": 100})):
+        manifest = dict(fixture, run_id=run_id, metrics={**fixture["metrics"], **metrics},
+                        adapter=f"{root}/runs/{run_id}/adapter")
+        if run_id == "dv-01":
+            manifest["metrics"].pop("sts_mean")
+            manifest["metrics"].pop("STS12")
+            manifest["metrics"].pop("STSBenchmark")
+        (root / "runs" / run_id).mkdir(parents=True)
+        (root / "runs" / run_id / "manifest.json").write_text(json.dumps(manifest))
+        records.mark_ended(bucket, "dv", run_id, "succeeded", "eval", 0)
+    assert main(["sweep", "status", "dv", "--bucket", str(root), "--sort", "best_dev"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("dv-")]
+    assert rows[0] == ["dv-01", "5e-4", "succeeded", "-", "100", "0.5200", "80.00", "81.00", "-"]
+    assert rows[1] == ["dv-00", "1e-4", "succeeded", "-", "100", "0.5200", "71.50", "73.25", "78.50"]
+    assert rows[2] == ["dv-02", "1e-3", "pending", "-", "-", "-", "-", "-", "-"]
+    assert "best by test: dv-00 (learning_rate=1e-4) 78.50" in out and "sweep dv (in progress)" in out
+    assert (root / "sweeps" / "dv.png").exists()

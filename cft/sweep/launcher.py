@@ -26,7 +26,7 @@ from cft.sweep.grid import Member, SweepSpec
 from cft.sweep.record import MemberRecord, SweepRecord
 from cft.sweep.status import ACTIVE, TERMINAL, MemberStatus, sweep_status
 
-RETRY_STATES = ("failed", "cancelled")
+RETRY_STATES = ("failed", "cancelled", "lost")
 Say = Callable[[str], None]
 
 
@@ -113,7 +113,11 @@ def launch_sweep(bucket: Bucket, spec: SweepSpec, members: list[Member], *, max_
         if wait != last_wait:
             say(wait)
             last_wait = wait
-        time.sleep(poll_s)
+        try:
+            time.sleep(poll_s)
+        except KeyboardInterrupt:
+            say(f"stopped waiting; {left} member(s) not launched yet: cft sweep launch with the same flags resumes")
+            raise
         record, _ = records.require(bucket, spec.name)
         if record.cancelled_at is not None:
             say(f"sweep {spec.name} was cancelled at {record.cancelled_at}; {left} member(s) not launched")

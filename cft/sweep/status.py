@@ -6,7 +6,8 @@ A member's state comes from the best witness there is, in this order:
                          recovering, cancelling, succeeded, failed (every FAILED_*), cancelled
     its ended marker     written by its node when its last task ended: succeeded or failed
     its run record       (`cft runs`' reading of the run folder): running, interrupted, trained (not evaluated yet)
-    the sweep record     pending (never launched) or launched (nothing heard yet)
+    the sweep record     pending (never launched), launched (nothing heard yet), or lost (launched, but SkyPilot's
+                         queue does not know its job and the bucket has nothing of it)
 
 Numbers always come from the run's manifest: steps, the final loss, the dev scores that evaluation during training
 writes (`metrics.dev_score`, `metrics.best_dev_score`) and the test score that evaluation adds (`sts_mean`, or the
@@ -27,7 +28,7 @@ from cft.sweep.record import MemberRecord, SweepRecord, ended_markers, plot_key
 from cft.sweep.sky_cli import Job, sweep_state
 from notify.run_layout import RunPaths
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 ACTIVE = ("starting", "running", "recovering", "cancelling")
 SORT_KEYS = {"test": True, "dev": True, "best_dev": True, "loss": False}  # name -> higher is better
 
@@ -87,6 +88,10 @@ def member_status(bucket: Bucket, member: MemberRecord, jobs: dict[int, Job] | N
         status = MemberStatus(member, outcome, "node", job_id, reason=reason)
     elif record is not None and (member.launches or member.local):
         status = MemberStatus(member, _state_from_run(record), "run", job_id, reason=record.reason)
+    elif jobs is not None and member.launches and not member.local:
+        # SkyPilot answered and does not know its job, and the member left nothing in the bucket: it will not run
+        what = f"managed job {job_id}" if job_id is not None else "its managed job (id never reported)"
+        status = MemberStatus(member, "lost", "sky", job_id, reason=f"{what} is not in `sky jobs queue`")
     elif member.launches or member.local:
         status = MemberStatus(member, "launched", "record", job_id)
     else:

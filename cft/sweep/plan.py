@@ -18,10 +18,6 @@ from cft.sweep.record import MemberRecord, SweepRecord
 from cft.sweep.status import format_table, short_key
 
 
-def _redacted(args: list[str]) -> str:
-    return shlex.join(args)  # envs hold no secret; the secrets stay in their file, named but never read
-
-
 def _price_lines(price: dict[str, Any], parallel: int) -> list[str]:
     if "error" in price:
         return [f"hourly price: unknown ({price['error']})"]
@@ -64,7 +60,8 @@ def print_plan(bucket: Bucket, spec: SweepSpec, members: list[Member], max_paral
     say("launch commands (run from this folder):")
     for member in members:
         envs = member_envs(record, MemberRecord.of(member), bucket.uri, extra)
-        say("  " + _redacted(sky.launch_args(sky_path, member.run_id, envs, secrets_file)))
+        # No secret can show here: envs hold none, and the secrets file is named, never read.
+        say("  " + shlex.join(sky.launch_args(sky_path, member.run_id, envs, secrets_file)))
     if not secrets_file:
         say("note: no --secrets FILE: the jobs get no AWS keys unless SkyPilot finds them another way")
     say("")

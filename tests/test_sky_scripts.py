@@ -313,3 +313,24 @@ def test_callback_never_fails_the_job(node):
     assert proc.returncode == 0
     assert node.calls("curl")[-1] == "http://127.0.0.1:9/cft-test-topic"
 
+
+
+def test_overrides_become_set_flags_and_a_bad_one_stops_the_job(node):
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    # `python -m cft.overrides` is the real one (it checks the pairs); everything else is the recorder.
+    stub(node.venv / "bin", "python", RECORDER.replace(
+        "#!/bin/bash\n", f'#!/bin/bash\n[ "$2" = cft.overrides ] && PYTHONPATH="{repo}" exec "{sys.executable}" "$@"\n'))
+    train = task("train.yaml")
+    overrides = "train.learning_rate=1e-4 'model.prompt_template=Say: {}' lora.r=16"
+    proc = node.run(train["run"], train["envs"], BUCKET=BUCKET, OVERRIDES=overrides, RECIPE="no-such-file.yaml")
+    assert proc.returncode == 0, proc.stderr
+    args = node.calls("python")
+    assert args[args.index("--output"):] == ["--output", BUCKET, "--set", "train.learning_rate=1e-4",
+                                             "--set", "model.prompt_template=Say: {}", "--set", "lora.r=16"]
+
+    (node.log / "python.args").unlink()
+    proc = node.run(train["run"], train["envs"], BUCKET=BUCKET, OVERRIDES="train.learning_rate 1e-4")
+    assert proc.returncode == 2 and node.calls("python") is None  # torchrun never started
+    assert proc.stderr.strip().splitlines()[-1].startswith("cft: error: OVERRIDES: --set expects section.key=value")

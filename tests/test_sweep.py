@@ -330,6 +330,8 @@ def test_a_sweep_on_emulated_nodes_ends_with_one_notification(repo, sky, ntfy, m
         assert all(row[-1] != "-" for row in rows.values())  # a test score each
         assert "end of sweep: ended; already announced" in out
         assert len(ntfy.published) == 1
+        config = open_bucket(uri).read_text("runs/nd-00/config.yaml")
+        assert "learning_rate: 0.001" in config  # the member's OVERRIDES reached cft train on the node
         launched = [c for c in fake_sky.calls(sky) if c[:2] == ["jobs", "launch"]]
         assert all(c[c.index("--secret-file") + 1] == str(secrets) for c in launched)
         assert "testing" not in json.dumps(launched)  # secrets travel in their file, never on a command line

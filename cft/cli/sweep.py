@@ -15,7 +15,7 @@ DEFAULT_POLL_S = 30.0
 
 
 def _bucket_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bucket", "-b", default=None,
+    parser.add_argument("--bucket", "-b", default=None, metavar="ROOT",
                         help="run store: a local folder or s3://bucket/prefix (default: $BUCKET or ./cft-runs)")
 
 
@@ -38,14 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 description="Launches one managed job per member; with --max-parallel K, waits in "
                                             "the foreground for free slots. Launching again resumes: succeeded and "
                                             "running members are left alone, failed and cancelled ones relaunched.")
-    launch.add_argument("--config", "-c", default=None, help="recipe YAML inside this repository (see recipes/)")
+    launch.add_argument("--config", "-c", default=None, metavar="FILE", help="recipe YAML inside this repository (see recipes/)")
     launch.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="a recipe override for every member (repeatable)")
     launch.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="a setting to vary and its values (repeatable; one member per combination)")
     launch.add_argument("--grid-file", metavar="FILE", help="a sweep YAML with grid: (and config:, set:) for grids "
                                                            "that do not fit a command line")
-    launch.add_argument("--name", required=True, help="the sweep's name: names its record, runs and managed jobs")
+    launch.add_argument("--name", required=True, metavar="NAME", help="the sweep's name: names its record, runs and managed jobs")
     _bucket_flag(launch)
     launch.add_argument("--max-parallel", type=int, default=None, metavar="K",
                         help="at most K members at once; the command waits for free slots (default: all at once)")
@@ -172,7 +172,7 @@ def run_status(args: argparse.Namespace) -> int:
     told = announce_if_ended(bucket, record, statuses, by="cft sweep status")
     if args.json:
         print(json.dumps({"name": record.name, "members": [s.to_dict() for s in statuses], "plot": plot,
-                          "announcement": told, "sky_queue": why or "read" if jobs is not None else why},
+                          "announcement": told, "sky_queue": "read" if jobs is not None else why},
                          indent=2, default=str))
         return 0
     print(format_status(record, statuses, args.sort, bucket.join(records.record_key(record.name))))

@@ -373,3 +373,24 @@ def test_the_table_shows_dev_and_test_scores_and_a_dash_for_what_a_run_lacks(tmp
     assert rows[2] == ["dv-02", "1e-3", "pending", "-", "-", "-", "-", "-", "-"]
     assert "best by test: dv-00 (learning_rate=1e-4) 78.50" in out and "sweep dv (in progress)" in out
     assert (root / "sweeps" / "dv.png").exists()
+
+
+@pytest.mark.slow
+def test_a_dry_run_prices_a_member_from_skypilots_local_catalog(repo, tmp_path, monkeypatch, capsys):
+    import sky_env
+
+    sky = sky_env.ensure_sky_venv().parent / "sky"
+    monkeypatch.setenv("CFT_SKY", str(sky))
+    monkeypatch.setenv("HOME", str(tmp_path))  # SkyPilot reads ~/.sky/catalogs; this one is fresh, so offline
+    catalog = tmp_path / ".sky" / "catalogs" / "v8" / "lambda" / "vms.csv"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_text("InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,Region,GpuInfo,SpotPrice\n"
+                       "gpu_8x_h100_sxm5,H100,8.0,208.0,1800.0,23.92,us-east-1,,\n"
+                       "gpu_1x_h100_pcie,H100,1.0,26.0,200.0,2.49,us-east-1,,\n")
+    argv = ["sweep", "launch", "-c", "recipes/tiny.yaml", "--grid", "train.learning_rate=1e-3,5e-3,1e-2", "--name",
+            "sw", "--max-parallel", "2", "--bucket", "s3://cft-sweep/cft", "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "hourly price, train task: $23.92/h on lambda H100:8 (SkyPilot's catalog; the first of 3" in out
+    assert "hourly price, eval task: $2.49/h on lambda H100:1" in out
+    assert "at most 2 training member(s) at once: up to $47.84/h" in out

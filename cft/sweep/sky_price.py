@@ -30,8 +30,12 @@ def _price(resource):
         return None, f"no local {cloud} catalog (`sky show-gpus --infra {cloud}` fetches it)"
     (name, count), = accelerators.items()
     try:
-        return float(catalog.get_accelerator_hourly_cost(name, int(count), bool(resource.use_spot),
-                                                        clouds=cloud)), None
+        # SkyPilot's own path: the cheapest instance type with these GPUs, then its hourly price.
+        types, _ = catalog.get_instance_type_for_accelerator(name, count, use_spot=bool(resource.use_spot),
+                                                             clouds=cloud)
+        if not types:
+            return None, f"no {name}:{count} instance in the local {cloud} catalog"
+        return float(catalog.get_hourly_cost(types[0], bool(resource.use_spot), None, None, clouds=cloud)), None
     except Exception as error:  # noqa: BLE001 - any catalog problem means "unknown", with the reason
         return None, f"{type(error).__name__}: {error}".splitlines()[0]
 

@@ -364,7 +364,7 @@ def test_the_table_shows_dev_and_test_scores_and_a_dash_for_what_a_run_lacks(tmp
             manifest["metrics"].pop("STSBenchmark")
         (root / "runs" / run_id).mkdir(parents=True)
         (root / "runs" / run_id / "manifest.json").write_text(json.dumps(manifest))
-        records.mark_ended(bucket, "dv", run_id, "succeeded", "eval", 0)
+        records.mark_ended(bucket, "dv", run_id, "eval", 0)
     assert main(["sweep", "status", "dv", "--bucket", str(root), "--sort", "best_dev"]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.startswith("dv-")]
@@ -394,3 +394,23 @@ def test_a_dry_run_prices_a_member_from_skypilots_local_catalog(repo, tmp_path, 
     assert "hourly price, train task: $23.92/h on lambda H100:8 (SkyPilot's catalog; the first of 3" in out
     assert "hourly price, eval task: $2.49/h on lambda H100:1" in out
     assert "at most 2 training member(s) at once: up to $47.84/h" in out
+
+
+def test_a_failed_task_ends_its_member_only_after_skypilots_restarts(tmp_path, ntfy):
+    from sky_env import job_tasks
+
+    for task in job_tasks("pipeline.yaml"):
+        assert task["resources"]["job_recovery"]["max_restarts_on_errors"] == records.RESTARTS_ON_ERRORS
+    bucket = open_bucket(tmp_path / "runs")
+    spec = build_spec("rs", "recipes/smollm2-135m.yaml", [], ["lora.r=4,8"], None)
+    records.create(bucket, records.SweepRecord.new(spec, spec.members(), None))
+    assert member_ended(bucket, "rs", "rs-00", "eval", 0) == "not ended"
+    assert member_ended(bucket, "rs", "rs-01", "train", 143).startswith("train was interrupted")  # preempted
+    for attempt in range(1, records.RESTARTS_ON_ERRORS + 1):
+        assert member_ended(bucket, "rs", "rs-01", "train", 1).startswith(f"train failed ({attempt} time(s))")
+        from cft.sweep.status import sweep_status
+
+        record, _ = records.require(bucket, "rs")
+        assert [s.state for s in sweep_status(bucket, record, None)] == ["succeeded", "restarting"]
+    assert member_ended(bucket, "rs", "rs-01", "train", 1) == "ended; announced"  # the last restart failed too
+    assert len(ntfy.published) == 1 and "1 succeeded, 1 failed" in ntfy.published[0].body

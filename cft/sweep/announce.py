@@ -13,11 +13,12 @@ import os
 from collections.abc import Mapping
 
 from cft.storage.bucket import Bucket
-from cft.sweep.record import SweepRecord, announced_key, claim_announcement, mark_ended, require
+from cft.sweep.record import RESTARTS_ON_ERRORS, SweepRecord, announced_key, claim_announcement, mark_ended, require
 from cft.sweep.status import MemberStatus, counts, has_ended, sort_rows, sweep_status, winner
 from notify.client import NtfyClient
 
 TOP_ROWS = 5
+INTERRUPTED = (130, 143)  # 128 + SIGINT, 128 + SIGTERM
 
 
 def message(record: SweepRecord, statuses: list[MemberStatus], bucket: Bucket) -> tuple[str, str]:
@@ -61,11 +62,18 @@ def announce_if_ended(bucket: Bucket, record: SweepRecord, statuses: list[Member
 
 
 def member_ended(bucket: Bucket, name: str, run_id: str, task: str, exit_code: int,
-                 env: Mapping[str, str] = os.environ) -> str:
-    """On a member's node, when its last task ended (eval, or a failed train): mark it, then tell if it was the last."""
+                 env: Mapping[str, str] = os.environ, restarts: int = RESTARTS_ON_ERRORS) -> str:
+    """On a member's node, when its last task ended (eval, or a failed train): mark it, then tell if it was the last.
+
+    A task stopped by a signal (SIGTERM: preemption, cancel; SIGINT) is not an end: SkyPilot recovers a preempted
+    task, and a cancel is SkyPilot's to report (`cft sweep status` reads it)."""
+    if exit_code in INTERRUPTED:
+        return f"{task} was interrupted (exit {exit_code}); not an end"
     record, _ = require(bucket, name)
     if record.member(run_id) is None:
         return f"{run_id} is not a member of sweep {name}; nothing recorded"
-    mark_ended(bucket, name, run_id, "succeeded" if exit_code == 0 else "failed", task, exit_code)
+    marker = mark_ended(bucket, name, run_id, task, exit_code, restarts)
+    if not marker["final"]:
+        return f"{task} failed ({marker['failures']} time(s)); SkyPilot restarts it up to {restarts} times"
     statuses = sweep_status(bucket, record, jobs=None)  # the node has no SkyPilot: markers and run records
     return announce_if_ended(bucket, record, statuses, by=run_id, env=env)

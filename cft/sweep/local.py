@@ -53,5 +53,5 @@ def run_local(bucket: Bucket, spec: SweepSpec, members: list[Member], *, tasks: 
             task, code = "eval", _cft(["eval", "--adapter", adapter, "--tasks", tasks, *extra], env)
         failed += code != 0
         say(f"{member.run_id}: {task} {'succeeded' if code == 0 else f'failed (exit {code})'}; "
-            + member_ended(bucket, spec.name, member.run_id, task, code))
+            + member_ended(bucket, spec.name, member.run_id, task, code, restarts=0))
     return 1 if failed else 0

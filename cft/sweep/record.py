@@ -1,7 +1,7 @@
 """A sweep's record in the bucket, and the markers its members and its announcement leave beside it.
 
     <bucket>/sweeps/<name>.json                  the record: the sweep's settings, its members, their managed jobs
-    <bucket>/sweeps/<name>/ended/<run_id>.json   written by a member's node when its last task ends (or fails)
+    <bucket>/sweeps/<name>/ended/<run_id>.json   written by a member's node when its last task ends (or a task fails)
     <bucket>/sweeps/<name>/announced.json        the end-of-sweep notification was sent (created by exactly one)
     <bucket>/sweeps/<name>.png                   score against the varied setting(s), drawn by `cft sweep status`
 
@@ -23,6 +23,8 @@ from cft.sweep.grid import Member, SweepSpec
 
 SWEEPS_DIR = "sweeps"
 SCHEMA = 1
+# jobs/pipeline.yaml's `job_recovery: max_restarts_on_errors` (tests/test_sweep.py keeps the two equal).
+RESTARTS_ON_ERRORS = 3
 
 
 def record_key(name: str) -> str:
@@ -141,10 +143,26 @@ def save(bucket: Bucket, record: SweepRecord, etag: str) -> str:
                        f"`cft sweep launch` or `cft sweep cancel` of {record.name}?); run the command again") from None
 
 
-def mark_ended(bucket: Bucket, name: str, run_id: str, outcome: str, task: str, exit_code: int) -> None:
-    """A member's last task ended (`outcome` succeeded or failed): its node says so, once per launch."""
-    bucket.write_text(ended_key(name, run_id), json.dumps(
-        {"run_id": run_id, "outcome": outcome, "task": task, "exit_code": exit_code, "at": now_text()}) + "\n")
+def mark_ended(bucket: Bucket, name: str, run_id: str, task: str, exit_code: int,
+               restarts: int = RESTARTS_ON_ERRORS) -> dict[str, Any]:
+    """A member's task ended: succeeded (its last task), or failed. SkyPilot restarts a task that fails on a healthy
+    node up to `restarts` times, and a node cannot tell a restart is coming, so it counts its failures: the marker
+    is `final` once the task succeeded or failed more than `restarts` times in this launch."""
+    key = ended_key(name, run_id)
+    previous = bucket.read_text(key)
+    failures = 0
+    if exit_code != 0:
+        try:
+            before = json.loads(previous) if previous else {}
+        except ValueError:
+            before = {}
+        same_task = isinstance(before, dict) and before.get("task") == task and before.get("outcome") == "failed"
+        failures = (int(before.get("failures") or 0) if same_task else 0) + 1
+    marker = {"run_id": run_id, "outcome": "succeeded" if exit_code == 0 else "failed", "task": task,
+              "exit_code": exit_code, "failures": failures, "final": exit_code == 0 or failures > restarts,
+              "at": now_text()}
+    bucket.write_text(key, json.dumps(marker) + "\n")
+    return marker
 
 
 def ended_markers(bucket: Bucket, name: str) -> dict[str, dict[str, Any]]:

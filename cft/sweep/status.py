@@ -4,7 +4,8 @@ A member's state comes from the best witness there is, in this order:
 
     SkyPilot's queue     (`sky jobs queue`, when reachable) for a member with a managed job: starting, running,
                          recovering, cancelling, succeeded, failed (every FAILED_*), cancelled
-    its ended marker     written by its node when its last task ended: succeeded or failed
+    its ended marker     written by its node when its last task ended: succeeded or failed, or restarting (a task
+                         failed, and SkyPilot restarts it up to max_restarts_on_errors times)
     its run record       (`cft runs`' reading of the run folder): running, interrupted, trained (not evaluated yet)
     the sweep record     pending (never launched), launched (nothing heard yet), or lost (launched, but SkyPilot's
                          queue does not know its job and the bucket has nothing of it)
@@ -85,6 +86,8 @@ def member_status(bucket: Bucket, member: MemberRecord, jobs: dict[int, Job] | N
     elif marker is not None:
         outcome = marker.get("outcome") if marker.get("outcome") in ("succeeded", "failed") else "failed"
         reason = f"{marker.get('task', 'a task')} exited with code {marker.get('exit_code')}" if outcome == "failed" else None
+        if outcome == "failed" and marker.get("final") is False:  # SkyPilot restarts it (max_restarts_on_errors)
+            outcome, reason = "restarting", f"{reason} ({marker.get('failures')} failure(s) so far; SkyPilot restarts it)"
         status = MemberStatus(member, outcome, "node", job_id, reason=reason)
     elif record is not None and (member.launches or member.local):
         status = MemberStatus(member, _state_from_run(record), "run", job_id, reason=record.reason)

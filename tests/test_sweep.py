@@ -267,6 +267,28 @@ def test_every_members_job_spec_passes_skypilots_parser(repo, sky, tmp_path):
 
 
 def test_local_runs_a_tiny_grid_for_real(tmp_path, tiny_model_dir, triplets_csv, ntfy, capsys):
+    recipe = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=4, save_steps=4,
+                              logging_steps=2)
+    root = tmp_path / "runs"
+    argv = ["sweep", "launch", "--local", "-c", str(recipe), "--grid", "train.learning_rate=1e-3,1e-2",
+            "--name", "loc", "--bucket", str(root), "--tasks", "none"]
+    assert main(argv) == 0
+    assert "loc-01: train succeeded; ended; announced" in capsys.readouterr().out
+    assert main(["sweep", "status", "loc", "--bucket", str(root), "--sort", "loss"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("loc-")]
+    assert [row[1:5] for row in sorted(rows)] == [["1e-3", "succeeded", "-", "4"], ["1e-2", "succeeded", "-", "4"]]
+    losses = [float(row[5]) for row in rows]
+    assert losses == sorted(losses)
+    manifest = json.loads((root / "runs" / "loc-01" / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded" and "learning_rate: 0.01" in (root / "runs" / "loc-01" / "config.yaml").read_text()
+    best = min(rows, key=lambda row: float(row[5]))[0]  # no scores without evaluation: the lowest loss wins
+    assert [n.title for n in ntfy.published] == [f"sweep loc ended: {best} wins"]
+    assert (root / "sweeps" / "loc.png").exists()
+
+
+@pytest.mark.slow
+def test_local_evaluates_each_member_and_ranks_them(tmp_path, tiny_model_dir, triplets_csv, ntfy, capsys):
     from test_sky_node import write_sts_data
 
     recipe = tiny_recipe_yaml(tmp_path / "tiny.yaml", tiny_model_dir, triplets_csv, max_steps=4, save_steps=4,

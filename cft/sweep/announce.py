@@ -30,12 +30,13 @@ def message(record: SweepRecord, statuses: list[MemberStatus], bucket: Bucket) -
     else:
         top, key = best
         title = f"sweep {record.name} ended: {top.member.run_id} wins"
+        digits = 4 if key == "loss" else 2
         lines = [f"winner: {top.member.run_id} ({top.member.label()}), {key.replace('_', ' ')} "
-                 f"{top.value(key):.2f}", "", f"top by {key.replace('_', ' ')}:"]
+                 f"{top.value(key):.{digits}f}", "", f"top by {key.replace('_', ' ')}:"]
         for row in sort_rows(statuses, key)[:TOP_ROWS]:
             value = row.value(key)
             lines.append(f"- {row.member.run_id} {row.member.label()}: "
-                         f"{'-' if value is None else f'{value:.2f}'} ({row.state})")
+                         f"{'-' if value is None else f'{value:.{digits}f}'} ({row.state})")
         lines.append("")
     lines.append(f"{len(statuses)} members: {counts(statuses)}")
     lines.append(f"cft sweep status {record.name} --bucket {bucket.uri}")

@@ -130,8 +130,8 @@ def sort_rows(statuses: list[MemberStatus], key: str | None) -> list[MemberStatu
 
 
 def ranking_key(statuses: list[MemberStatus]) -> str | None:
-    """The score that decides the winner: the test score when any member has one, else the best dev score."""
-    for key in ("test", "best_dev", "dev"):
+    """What decides the winner: the test score when any member has one, else the best dev score, else the loss."""
+    for key in ("test", "best_dev", "dev", "loss"):
         if any(s.value(key) is not None for s in statuses):
             return key
     return None
@@ -185,7 +185,7 @@ def format_status(record: SweepRecord, statuses: list[MemberStatus], sort: str |
     if best:
         top, key = best
         lines.append(f"best by {key.replace('_', ' ')}: {top.member.run_id} ({top.member.label()}) "
-                     f"{top.value(key):.2f}")
+                     f"{top.value(key):.{4 if key == 'loss' else 2}f}")
     ended = "ended" if has_ended(statuses) else "in progress"
     lines.append(f"sweep {record.name} ({ended}): {len(statuses)} members, {counts(statuses)}; record {where}")
     return "\n".join(lines)
@@ -220,7 +220,7 @@ def draw_plot(bucket: Bucket, record: SweepRecord, statuses: list[MemberStatus])
         axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     axes.set_xticks(range(len(x_values)), x_values)
     axes.set_xlabel(x_key)
-    axes.set_ylabel({"test": "test score", "best_dev": "best dev score", "dev": "dev score"}[key])
+    axes.set_ylabel({"test": "test score", "best_dev": "best dev score", "dev": "dev score", "loss": "final loss"}[key])
     axes.set_title(f"sweep {record.name}")
     axes.grid(alpha=0.3)
     if others:

@@ -332,5 +332,9 @@ def test_overrides_become_set_flags_and_a_bad_one_stops_the_job(node):
 
     (node.log / "python.args").unlink()
     proc = node.run(train["run"], train["envs"], BUCKET=BUCKET, OVERRIDES="train.learning_rate 1e-4")
-    assert proc.returncode == 2 and node.calls("python") is None  # torchrun never started
-    assert proc.stderr.strip().splitlines()[-1].startswith("cft: error: OVERRIDES: --set expects section.key=value")
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("cft: error: OVERRIDES: --set expects section.key=value"), proc.stderr
+    # torchrun never started; the phone hears why
+    assert node.calls("python") == ["-m", "notify", "send", line, "--title", "train failed: OVERRIDES rejected",
+                                    "--priority", "high"]

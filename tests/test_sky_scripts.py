@@ -327,7 +327,7 @@ def test_overrides_become_set_flags_and_a_bad_one_stops_the_job(node):
     proc = node.run(train["run"], train["envs"], BUCKET=BUCKET, OVERRIDES=overrides, RECIPE="no-such-file.yaml")
     assert proc.returncode == 0, proc.stderr
     args = node.calls("python")
-    assert args[args.index("--output"):] == ["--output", BUCKET, "--set", "train.learning_rate=1e-4",
+    assert args[args.index("--bucket"):] == ["--bucket", BUCKET, "--set", "train.learning_rate=1e-4",
                                              "--set", "model.prompt_template=Say: {}", "--set", "lora.r=16"]
 
     (node.log / "python.args").unlink()

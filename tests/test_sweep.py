@@ -57,7 +57,7 @@ def test_a_grid_is_one_member_per_combination_named_after_the_sweep(tmp_path):
     (["--grid", "train.learning_rate"], "--grid 'train.learning_rate': expected section.key=value1,value2"),
     (["--grid", "train.learning_rate=1e-5", "--name", "Bad Name"], "--name 'Bad Name': a sweep name is"),
     (["--grid", "lora.r=8,8"], "--grid lora.r: a value is listed twice"),
-    (["--grid", "lora.rr=8,16"], "member s-00 (rr=8): recipes/smollm2-135m.yaml: unknown key `lora.rr`"),
+    (["--grid", "lora.rr=8,16"], "member s-00 (rr=8): --set lora.rr=8: unknown key `lora.rr`; did you mean lora.r?"),
     (["--grid", "lora.r=8", "--set", "lora.r=4"], "--set lora.r: also in the grid"),
 ])
 def test_a_bad_grid_is_one_line_before_anything_runs(capsys, argv, message, monkeypatch):

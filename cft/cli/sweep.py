@@ -9,14 +9,10 @@ import os
 import sys
 from pathlib import Path
 
+from cft.cli.options import add_bucket, add_json, add_recipe, default_bucket
 from cft.errors import CFTError
 
 DEFAULT_POLL_S = 30.0
-
-
-def _bucket_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bucket", "-b", default=None, metavar="ROOT",
-                        help="run store: a local folder or s3://bucket/prefix (default: $BUCKET or ./cft-runs)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,21 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 description="Launches one managed job per member; with --max-parallel K, waits in "
                                             "the foreground for free slots. Launching again resumes: succeeded and "
                                             "running members are left alone, failed and cancelled ones relaunched.")
-    launch.add_argument("--config", "-c", default=None, metavar="FILE", help="recipe YAML inside this repository (see recipes/)")
-    launch.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="a recipe override for every member (repeatable)")
+    add_recipe(launch, required=False)
     launch.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="a setting to vary and its values (repeatable; one member per combination)")
     launch.add_argument("--grid-file", metavar="FILE", help="a sweep YAML with grid: (and config:, set:) for grids "
                                                            "that do not fit a command line")
-    launch.add_argument("--name", required=True, metavar="NAME", help="the sweep's name: names its record, runs and managed jobs")
-    _bucket_flag(launch)
+    launch.add_argument("--name", required=True, metavar="NAME",
+                        help="the sweep's name: names its record, runs and managed jobs")
+    add_bucket(launch)
     launch.add_argument("--max-parallel", type=int, default=None, metavar="K",
                         help="at most K members at once; the command waits for free slots (default: all at once)")
     launch.add_argument("--secrets", metavar="FILE", help="dotenv file of secrets for the jobs (passed to SkyPilot as "
                                                           "--secret-file; never printed)")
-    launch.add_argument("--tasks", default="sts", help="evaluation tasks after training (default: sts; none: skip "
-                                                       "evaluation with --local)")
+    launch.add_argument("--tasks", default="sts", metavar="LIST",
+                        help="evaluation tasks after training (default: sts; none: skip evaluation with --local)")
     launch.add_argument("--data-dir", metavar="DIR", help="evaluation data from local files (see cft eval)")
     launch.add_argument("--local", action="store_true", help="run the members one after another on this machine")
     launch.add_argument("--dry-run", action="store_true",
@@ -61,23 +56,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     status = actions.add_parser("status", help="one row per member: settings, state, steps, loss, scores")
     status.add_argument("name", metavar="NAME")
-    _bucket_flag(status)
+    add_bucket(status)
     status.add_argument("--sort", choices=("test", "dev", "best_dev", "loss"), help="order the rows by a score")
-    status.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    add_json(status)
     status.set_defaults(func=run_status)
 
     cancel = actions.add_parser("cancel", help="cancel the members' managed jobs and stop launching")
     cancel.add_argument("name", metavar="NAME")
-    _bucket_flag(cancel)
+    add_bucket(cancel)
     cancel.set_defaults(func=run_cancel)
 
-    ended = actions.add_parser("ended", help="(run by jobs/pipeline.yaml on a member's node) record that the "
+    ended = actions.add_parser("ended", help="(run by the pipeline job on a member's node) record that the "
                                              "member's last task ended; tell the sweep's end if it was the last")
     ended.add_argument("name", metavar="NAME")
-    _bucket_flag(ended)
-    ended.add_argument("--run-id", required=True)
+    add_bucket(ended)
+    ended.add_argument("--run-id", required=True, metavar="ID")
     ended.add_argument("--task", required=True, choices=("train", "eval"))
-    ended.add_argument("--exit-code", type=int, required=True)
+    ended.add_argument("--exit-code", type=int, required=True, metavar="N")
     ended.set_defaults(func=run_ended)
 
 
@@ -86,7 +81,7 @@ def _say(line: str) -> None:
 
 
 def _root(flag: str | None) -> str:
-    return flag or os.environ.get("BUCKET") or "./cft-runs"
+    return flag or default_bucket()
 
 
 def _check_recipe_in_workdir(config: str) -> str:
@@ -118,7 +113,7 @@ def run_launch(args: argparse.Namespace) -> int:
 
     if args.max_parallel is not None and args.max_parallel < 1:
         raise CFTError(f"--max-parallel {args.max_parallel}: must be at least 1")
-    spec = build_spec(args.name, args.config, args.sets, args.grid, args.grid_file)
+    spec = build_spec(args.name, args.config, args.overrides, args.grid, args.grid_file)
     members = check_members(spec)  # every member's recipe loads, before anything is launched
     bucket = open_bucket(_root(args.bucket))
     if args.local:

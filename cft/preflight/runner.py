@@ -8,7 +8,6 @@ before it leaves, although no check puts one there.
 from __future__ import annotations
 
 import os
-import shlex
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +16,8 @@ from pathlib import Path
 
 from cft.config import Recipe, load_recipe
 from cft.errors import CFTError, one_line
+from cft.overrides import ENV_NAME as OVERRIDES_ENV
+from cft.overrides import split_overrides
 from cft.preflight import environment
 from cft.preflight.job import JobSpec, load_job, node_problem
 from cft.preflight.result import FAIL, OK, SKIP, CheckFailed, CheckResult, CheckSkipped
@@ -24,7 +25,6 @@ from notify.redact import text_redactor
 
 CHECK_NAMES = ("secrets", "bucket", "recipe", "model", "data", "ntfy", "sky")
 DEFAULT_JOB = "jobs/train.yaml"
-OVERRIDES_ENV = "OVERRIDES"
 
 
 @dataclass
@@ -72,11 +72,7 @@ def _job_overrides(env: dict[str, str], job: JobSpec, pairs: dict[str, str | Non
     """The job's `OVERRIDES` env, when it takes one: `--set` pairs as one string of shell words, as the job reads it."""
     if OVERRIDES_ENV not in job.envs and OVERRIDES_ENV not in pairs:
         return []
-    text = env.get(OVERRIDES_ENV) or ""
-    try:
-        return shlex.split(text)
-    except ValueError as error:
-        raise CFTError(f"--env {OVERRIDES_ENV}={text!r}: {error}; quote a value with spaces") from None
+    return split_overrides(env.get(OVERRIDES_ENV) or "", source=f"--env {OVERRIDES_ENV}")
 
 
 def _check_recipe(state: Preflight) -> str:

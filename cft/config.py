@@ -1,6 +1,7 @@
 """Recipes: model, data, LoRA and training settings as dataclasses, loaded from YAML.
 
-A recipe file has four sections (`model`, `data`, `lora`, `train`) plus an optional `name`. Every field has a `help`
+A recipe file has five sections (`model`, `data`, `lora`, `train`, `loss`; `loss` may be left out) plus an
+optional `name`. Every field has a `help`
 text, unknown keys are an error that names the key, and `--set section.field=value` overrides any field. The resolved
 recipe is saved with every run (`config.yaml`), so a run can always be reproduced from its own folder.
 """
@@ -18,6 +19,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from cft.errors import CFTError
+from cft.modeling.prompts import PromptTemplates, check_template
 
 POOLING_MODES = ("last_token", "mean")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -32,12 +34,6 @@ _OTHER_FILE_SUFFIXES = (".txt", ".json", ".parquet", ".xlsx", ".xls", ".gz", ".z
 
 def _finite(value: float) -> bool:
     return math.isfinite(value)
-
-
-def check_template(template: str | None, where: str) -> None:
-    """A prompt template holds exactly one `{}`: every `{}` is replaced by the sentence, so two would repeat it."""
-    if template is not None and template.count("{}") != 1:
-        raise CFTError(f"{where} must contain '{{}}' exactly once, where the sentence goes (got {template!r})")
 
 
 @dataclass
@@ -57,7 +53,19 @@ class ModelConfig:
     pooling: str = field(default="last_token", metadata={"help": f"How a sentence vector is taken, one of {POOLING_MODES}."})
     max_length: int = field(default=128, metadata={"help": "Tokens per sentence, EOS included (longer is truncated)."})
     prompt_template: str | None = field(
-        default=None, metadata={"help": "Optional template with '{}' for the sentence, e.g. PromptEOL's."}
+        default=None,
+        metadata={"help": "Template with one '{}' for every sentence, both roles (e.g. PromptEOL's); for different "
+                          "query and document templates use query_template and document_template instead."},
+    )
+    query_template: str | None = field(
+        default=None,
+        metadata={"help": "Template with one '{}' for anchors in training, queries and both sides of symmetric "
+                          "tasks (STS) in evaluation, and the 'query' prompt of the export."},
+    )
+    document_template: str | None = field(
+        default=None,
+        metadata={"help": "Template with one '{}' for positives and hard negatives in training, documents in "
+                          "evaluation, and the 'document' prompt of the export."},
     )
 
     def __post_init__(self) -> None:
@@ -67,7 +75,11 @@ class ModelConfig:
             raise CFTError(f"model.dtype must be one of {DTYPES} (got {self.dtype!r})")
         if self.max_length < 2:
             raise CFTError(f"model.max_length must be >= 2 (got {self.max_length}): one token is reserved for EOS")
-        check_template(self.prompt_template, "model.prompt_template")
+        for name in ("prompt_template", "query_template", "document_template"):
+            setattr(self, name, check_template(getattr(self, name), f"model.{name}"))
+        if self.prompt_template and (self.query_template or self.document_template):
+            raise CFTError("model.prompt_template sets the template of both roles; with model.query_template or "
+                           "model.document_template, drop it (use query_template and document_template alone)")
         if self.attn_implementation is not None and self.attn_implementation not in ATTENTION:
             raise CFTError(f"model.attn_implementation must be one of {ATTENTION} or null "
                            f"(got {self.attn_implementation!r})")
@@ -75,17 +87,32 @@ class ModelConfig:
             raise CFTError("model.name_or_path is empty; give a hub id, a local folder, a .gguf file, or "
                            "embedded:smollm2-135m")
 
+    def prompts(self) -> PromptTemplates:
+        """The template of each role: query_template/document_template, else prompt_template for both."""
+        if self.prompt_template:
+            return PromptTemplates.symmetric(self.prompt_template)
+        return PromptTemplates(self.query_template, self.document_template)
+
 
 @dataclass
 class DataConfig:
     train_file: str = field(
         default="",
-        metadata={"help": "Triplets: a .csv/.tsv/.jsonl/.parquet path, or 'hf://<dataset>/<file>' from the hub."},
+        metadata={"help": "Training rows: a .csv/.tsv/.jsonl/.json/.parquet file, a folder saved with datasets' "
+                          "save_to_disk, 'hf://<owner>/<dataset>/<file>' (one file of a hub dataset) or "
+                          "'hf://<owner>/<dataset>' (the dataset, with data.config and data.split)."},
     )
-    anchor_column: str = field(default="sent0", metadata={"help": "Column holding the anchor sentence."})
-    positive_column: str = field(default="sent1", metadata={"help": "Column holding the positive sentence."})
+    config: str | None = field(default=None, metadata={"help": "Hub dataset configuration (subset) for hf://owner/name."})
+    split: str = field(default="train", metadata={"help": "Split of a hub dataset or of a saved DatasetDict folder."})
+    anchor_column: str = field(
+        default="auto", metadata={"help": "Column holding the anchor (query); auto = sent0 or anchor."})
+    positive_column: str = field(
+        default="auto", metadata={"help": "Column holding the positive; auto = sent1 or positive."})
     negative_column: str | None = field(
-        default="hard_neg", metadata={"help": "Column holding the hard negative; null for pairs. Rows may lack it."}
+        default="auto",
+        metadata={"help": "Column(s) holding hard negatives, comma-separated; a column may hold a list of texts. "
+                          "auto = whichever of hard_neg, negative, negative_1..negative_n, negatives (a list) a row "
+                          "has; null = pairs (negatives ignored). Every negative of a row is a candidate."},
     )
     limit: int | None = field(default=None, metadata={"help": "Keep only the first N valid rows (pilot runs)."})
     dedupe: bool = field(default=True, metadata={"help": "Drop exact duplicate rows."})
@@ -93,6 +120,11 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise CFTError(f"data.limit must be >= 1 or null (got {self.limit})")
+        for name in ("anchor_column", "positive_column", "split"):
+            if not str(getattr(self, name)).strip():
+                raise CFTError(f"data.{name} is empty; give a name (columns: or auto)")
+        if self.negative_column is not None and not self.negative_column.strip():
+            raise CFTError("data.negative_column is empty; give column names, auto, or null for pairs")
 
 
 @dataclass
@@ -253,12 +285,41 @@ def check_eval_data(value: str) -> None:
 
 
 @dataclass
+class LossSettings:
+    matryoshka_dims: list[int] | None = field(
+        default=None,
+        metadata={"help": "Matryoshka: train every listed prefix of the embedding at once, e.g. [576, 256, 128, 64] "
+                          "(each at most the model's hidden size); null = plain InfoNCE on the full embedding."},
+    )
+    matryoshka_weights: list[float] | None = field(
+        default=None, metadata={"help": "One weight per matryoshka dim (default: all 1); the loss is their sum."})
+
+    def __post_init__(self) -> None:
+        dims, weights = self.matryoshka_dims, self.matryoshka_weights
+        if dims is not None:
+            if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+                raise CFTError(f"loss.matryoshka_dims must be a list of integers >= 1, e.g. [576, 256, 128, 64], "
+                               f"or null (got {dims!r})")
+            if len(set(dims)) != len(dims):
+                raise CFTError(f"loss.matryoshka_dims lists a dimension twice (got {dims!r})")
+        if weights is not None:
+            if dims is None:
+                raise CFTError("loss.matryoshka_weights is set but loss.matryoshka_dims is not; give the dims too")
+            if len(weights) != len(dims) or any(isinstance(w, bool) or not isinstance(w, (int, float))
+                                                or not (_finite(w) and w > 0) for w in weights):
+                raise CFTError(f"loss.matryoshka_weights must be {len(dims)} numbers > 0, one per "
+                               f"loss.matryoshka_dims entry (got {weights!r})")
+            self.matryoshka_weights = [float(w) for w in weights]
+
+
+@dataclass
 class Recipe:
     name: str = field(default="custom", metadata={"help": "A short name for the recipe, shown in run listings."})
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    loss: LossSettings = field(default_factory=LossSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -267,7 +328,8 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraSettings, "train": TrainSettings}
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraSettings, "train": TrainSettings,
+            "loss": LossSettings}
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -302,9 +364,30 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return value
         raise CFTError(f"{where} must be a list of module names or 'all-linear' (got {value!r})")
+    if text.startswith(("list[int]", "list[float]")):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        elif isinstance(value, str):  # --set loss.matryoshka_dims=256,128
+            try:
+                value = [yaml.safe_load(part) for part in value.split(",") if part.strip()]
+            except yaml.YAMLError:
+                raise CFTError(f"{where} must be a list of numbers (got {value!r})") from None
+        if not isinstance(value, list):
+            raise CFTError(f"{where} must be a list of numbers (got {value!r})")
+        if text.startswith("list[float]"):
+            value = [float(v) if isinstance(v, str) and _is_number(v) else v for v in value]
+        return value
     if text in ("str", "str | None") and not isinstance(value, str):
         return str(value)
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _build_section(cls: type, values: Any, source: str, section: str, set_by: dict[str, str]) -> Any:

@@ -58,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--query-instruction", metavar="TEXT",
                         help='retrieval: put before each query (or a template with {}); "mteb" = the task\'s own instruction')
     parser.add_argument("--document-instruction", metavar="TEXT", help="retrieval: put before each document")
+    parser.add_argument("--dim", type=int, default=None, metavar="N",
+                        help="evaluate the first N dimensions of each embedding, re-normalized (a model trained with "
+                             "loss.matryoshka_dims); default: all")
     parser.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--cache-dir", metavar="DIR", help="mteb result cache (default: $MTEB_CACHE or ~/.cache/mteb)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every task; read and write no cache")
@@ -87,6 +90,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CFTError("--gguf-file goes with --model")
     if (args.pooling or args.max_length) and not args.model:
         raise CFTError("--pooling and --max-length go with --model (an adapter uses the settings it was trained with)")
+    if args.dim is not None and args.dim < 1:
+        raise CFTError(f"--dim must be >= 1 (got {args.dim})")
     if args.encode_batch_size < 1:
         raise CFTError(f"--encode-batch-size must be >= 1 (got {args.encode_batch_size})")
     if args.max_length is not None and args.max_length < 2:
@@ -116,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from cft.evaluation import default_output, evaluate_encoder, format_table, prepare_tasks, write_report
     from cft.evaluation.mteb_encoder import check_template
 
-    check_template(args.prompt)
+    check_template(args.prompt, "--prompt")
     tasks = prepare_tasks(args.tasks, args.data_dir)  # a typo or a missing file fails before any model loads
     output = args.out or default_output(adapter=args.adapter, model=args.model or args.st_model)
 
@@ -129,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             prompt_template=args.prompt,
             query_instruction=args.query_instruction,
             document_instruction=args.document_instruction,
+            dim=args.dim,
             cache_dir=args.cache_dir,
             use_cache=not args.no_cache,
             show_progress=not args.no_progress,
@@ -180,6 +186,11 @@ def _encoders(args: argparse.Namespace, compare: list[str] | None):  # noqa: ANN
         yield "base", TextEncoder.from_base(args.model, gguf_file=args.gguf_file, device=args.device, **options)
         return
     adapted = TextEncoder.from_adapter(materialize(args.adapter), device=args.device)
+    trained = adapted.metadata.matryoshka_dims
+    if args.dim is not None and args.dim not in (trained or []):
+        logging.getLogger("cft").warning(
+            "--dim %d: the adapter was trained with %s; a truncation it was not trained for usually scores lower",
+            args.dim, f"loss.matryoshka_dims {trained}" if trained else "no Matryoshka loss")
     if not compare:
         yield "adapter", adapted
         return

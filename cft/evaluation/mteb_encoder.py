@@ -26,6 +26,8 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from mteb.types import PromptType
 
 from cft.errors import CFTError
+from cft.modeling.embedding import truncate
+from cft.modeling.prompts import PromptTemplates, apply_template, check_template
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
@@ -43,34 +45,15 @@ class Encoder(Protocol):
     """What the evaluation needs from a model: `TextEncoder` and `SentenceTransformerEncoder` both qualify.
 
     `encode` returns one L2-normalized float32 row per text, in input order. `revision` identifies the weights
-    (e.g. a hash of the adapter). An encoder may have a `prompt_template` attribute (a string with one "{}" or
-    None) that its `encode` applies to every text, and a `metadata` dataclass describing how it embeds; both go
-    into the cache key.
+    (e.g. a hash of the adapter). An encoder may have a `prompts` attribute (`PromptTemplates`) that its `encode`
+    applies itself, given `role="query"` or `role="document"`, and a `metadata` dataclass describing how it
+    embeds; both go into the cache key.
     """
 
     name: str
     revision: str | None
 
     def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray: ...
-
-
-def check_template(template: str | None, what: str = "--prompt") -> str | None:
-    """A prompt template must contain exactly one "{}" (where the text goes); None or "" means no template."""
-    if not template:
-        return None
-    if template.count("{}") != 1:
-        raise CFTError(
-            f'{what} must contain "{{}}" exactly once, where the text goes (got {template!r}); '
-            'e.g. \'This sentence : "{}" means in one word:"\''
-        )
-    return template
-
-
-def apply_template(template: str | None, text: str) -> str:
-    if template is None:
-        return text
-    head, _, tail = template.partition("{}")
-    return f"{head}{text}{tail}"
 
 
 def _apply_instruction(instruction: str | None, text: str) -> str:
@@ -98,9 +81,13 @@ class MTEBEncoder(AbsEncoder):
 
     Args:
         encoder: anything with `encode(texts, batch_size, show_progress) -> np.ndarray`, `.name`, `.revision`.
-        prompt_template: a template with one "{}" for every text (STS sentences, queries and documents). An
-            encoder with a `prompt_template` attribute applies its template itself, so this sets that attribute
-            (None keeps the encoder's, "" removes it); for other encoders the adapter applies it.
+        prompt_template: a template with one "{}" for every text (STS sentences, queries and documents), in
+            place of the encoder's own `prompts` (None keeps them, "" removes them). Queries take the query
+            template, documents the document template, and both sides of a symmetric task (STS, prompt type None)
+            the query template, as MTEB's convention does. An encoder with a `prompts` attribute applies them
+            itself (this sets the attribute); for other encoders the adapter applies them.
+        dim: keep the first `dim` dimensions of every embedding, re-normalized (a Matryoshka-trained model's
+            truncated embedding); None keeps them all.
         query_instruction: text put before each retrieval query (or a template with "{}"), inside the prompt
             template; `MTEB_INSTRUCTION` ("mteb") uses the task's own instruction followed by a space. STS tasks
             have no query side and get no instruction.
@@ -119,20 +106,26 @@ class MTEBEncoder(AbsEncoder):
         prompt_template: str | None = None,
         query_instruction: str | None = None,
         document_instruction: str | None = None,
+        dim: int | None = None,
         show_progress: bool = True,
         progress_min_texts: int = 2000,
     ) -> None:
         if not callable(getattr(encoder, "encode", None)):
             raise TypeError(f"{type(encoder).__name__} has no encode(texts, batch_size, show_progress) method")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise CFTError(f"--dim must be a number of dimensions >= 1 (got {dim!r})")
         self.model = encoder
-        self._own_template: str | None = None
-        if hasattr(encoder, "prompt_template"):
-            if prompt_template is not None:
-                encoder.prompt_template = check_template(prompt_template)
-            else:
-                check_template(encoder.prompt_template, f"{getattr(encoder, 'name', 'the encoder')}'s prompt template")
+        self.dim = dim
+        self._applies_own = isinstance(getattr(encoder, "prompts", None), PromptTemplates)
+        if prompt_template is not None:
+            prompts = PromptTemplates.symmetric(check_template(prompt_template, "--prompt"))
+        elif self._applies_own:
+            prompts = encoder.prompts  # type: ignore[attr-defined]
         else:
-            self._own_template = check_template(prompt_template)
+            prompts = PromptTemplates()
+        if self._applies_own:
+            encoder.prompts = prompts  # type: ignore[attr-defined]
+        self.prompts = prompts
         self.query_instruction = query_instruction or None
         self.document_instruction = document_instruction or None
         self.show_progress = show_progress
@@ -164,22 +157,22 @@ class MTEBEncoder(AbsEncoder):
         return str(self.mteb_model_meta.name)
 
     @property
-    def prompt_template(self) -> str | None:
-        """The template in effect, whoever applies it."""
-        return getattr(self.model, "prompt_template", None) if self._own_template is None else self._own_template
-
-    @property
     def settings(self) -> dict[str, Any]:
         """Everything besides the weights that changes the embeddings: the template, instructions, and the
         encoder's embedding settings when it has `metadata` (pooling, EOS, max length, ...)."""
         out: dict[str, Any] = {
-            "prompt_template": self.prompt_template,
+            "prompt_template": self.prompts.query,
             "query_instruction": self.query_instruction,
             "document_instruction": self.document_instruction,
         }
+        # only when they differ from the symmetric case, so results cached before per-role templates stay found
+        if not self.prompts.is_symmetric:
+            out["document_template"] = self.prompts.document
+        if self.dim is not None:
+            out["dim"] = self.dim
         metadata = getattr(self.model, "metadata", None)
         if metadata is not None and hasattr(metadata, "embedding_settings"):
-            volatile = {"cft_version", "run_id", "recipe", "prompt_template"}
+            volatile = {"cft_version", "run_id", "recipe", "prompt_template", "matryoshka_dims"}
             out["encoder"] = {k: v for k, v in metadata.embedding_settings().items() if k not in volatile}
         return out
 
@@ -195,12 +188,19 @@ class MTEBEncoder(AbsEncoder):
             return f"{task_instruction} " if task_instruction else None
         return instruction
 
+    @staticmethod
+    def role(prompt_type: PromptType | None) -> str:
+        """Documents are documents; queries and both sides of symmetric tasks (STS) are queries."""
+        return "document" if prompt_type == PromptType.document else "query"
+
     def prepare_texts(
         self, texts: list[str], task_metadata: TaskMetadata, prompt_type: PromptType | None
     ) -> list[str]:
-        """The exact strings the encoder sees: instruction first, then the prompt template around it."""
+        """The strings handed to the encoder: instruction first, then the role's prompt template around it (unless
+        the encoder applies its own `prompts`)."""
         instruction = self._instruction(task_metadata, prompt_type)
-        return [apply_template(self._own_template, _apply_instruction(instruction, t)) for t in texts]
+        template = None if self._applies_own else self.prompts.for_role(self.role(prompt_type))
+        return [apply_template(template, _apply_instruction(instruction, t)) for t in texts]
 
     def encode(
         self,
@@ -227,7 +227,8 @@ class MTEBEncoder(AbsEncoder):
             self.show_progress and kwargs.get("show_progress_bar", True) and len(unique) >= self.progress_min_texts
         )
         start = time.perf_counter()
-        embeddings = self.model.encode(unique, batch_size=batch_size, show_progress=bool(progress))
+        role = {"role": self.role(prompt_type)} if self._applies_own else {}
+        embeddings = self.model.encode(unique, batch_size=batch_size, show_progress=bool(progress), **role)
         self.encode_seconds += time.perf_counter() - start
         self.texts_encoded += len(unique)
 
@@ -240,11 +241,7 @@ class MTEBEncoder(AbsEncoder):
         if not np.isfinite(embeddings).all():
             bad = int((~np.isfinite(embeddings)).any(axis=1).sum())
             raise RuntimeError(f"{self.name}: encode() returned non-finite values for {bad} of {len(unique)} texts")
+        if self.dim is not None:
+            embeddings = truncate(embeddings, self.dim)
         return embeddings[inverse]
 
-
-def _to_float32(embeddings: Any) -> np.ndarray:
-    # mteb rejects bf16 and torch tensors on a GPU; fp32 numpy is what every metric expects.
-    if hasattr(embeddings, "detach"):
-        embeddings = embeddings.detach().float().cpu().numpy()
-    return np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))

@@ -181,6 +181,7 @@ def evaluate_encoder(
     prompt_template: str | None = None,
     query_instruction: str | None = None,
     document_instruction: str | None = None,
+    dim: int | None = None,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     show_progress: bool = True,
@@ -194,8 +195,9 @@ def evaluate_encoder(
         data_dir: a folder laid out like `../shared/data`; tasks read their test data from it (see `local_tasks`).
             Ignored when `tasks` is a `TaskSet` (it was given to `prepare_tasks`).
         batch_size: texts per forward pass.
-        prompt_template: overrides the encoder's own template (a string with one "{}").
+        prompt_template: overrides the encoder's own templates, for both roles (a string with one "{}").
         query_instruction, document_instruction: retrieval only; see `MTEBEncoder`.
+        dim: evaluate the first `dim` dimensions only (a Matryoshka embedding), re-normalized.
         cache_dir: mteb's result cache (default: mteb's, i.e. $MTEB_CACHE or ~/.cache/mteb).
         use_cache: False recomputes every task and writes nothing to the cache. An encoder without a revision
             is never cached: its results could not be told apart from another model's.
@@ -212,6 +214,7 @@ def evaluate_encoder(
         prompt_template=prompt_template,
         query_instruction=query_instruction,
         document_instruction=document_instruction,
+        dim=dim,
         show_progress=show_progress,
     )
     meta = model.mteb_model_meta

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from cft.errors import CFTError
-from cft.evaluation.mteb_encoder import apply_template
 
 
 def state_dict_hash(module) -> str:  # noqa: ANN001 - any torch.nn.Module
@@ -30,7 +29,8 @@ def _display_name(path: Path) -> str:
 
 
 class SentenceTransformerEncoder:
-    """Encodes with `SentenceTransformer.encode`, L2-normalized, as float32 (after `prompt_template`, if set).
+    """Encodes with `SentenceTransformer.encode`, L2-normalized, as float32 (prompt templates are applied by
+    `MTEBEncoder` before the texts arrive).
 
     Args:
         model: a sentence-transformers model folder (or a hub id available offline).
@@ -39,8 +39,6 @@ class SentenceTransformerEncoder:
 
     The revision is a hash of the weights, so results of two different models never collide in mteb's cache.
     """
-
-    prompt_template: str | None = None
 
     def __init__(self, model: str | Path, *, device: str | None = None, name: str | None = None) -> None:
         from sentence_transformers import SentenceTransformer
@@ -65,7 +63,7 @@ class SentenceTransformerEncoder:
 
     def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         embeddings = self.model.encode(
-            [apply_template(self.prompt_template, t) for t in texts],
+            texts,
             batch_size=batch_size,
             show_progress_bar=show_progress,
             convert_to_numpy=True,

@@ -87,9 +87,22 @@ def _compare(name: str, reference: np.ndarray, got: np.ndarray, dtype: torch.dty
     return {"max_abs_diff": max_abs, "min_cosine": min_cos}
 
 
-def _readme(kind: str, metadata: Any, source: str, dtype: str, prefix: str | None) -> str:
-    prompt = (f"Every sentence is prefixed with the training prompt {prefix!r} (sentence-transformers prompt "
-              "\"cft\", the default).\n\n") if kind == "st" and prefix else ""
+def _readme(kind: str, metadata: Any, source: str, dtype: str, prompts: dict[str, str] | None,
+            dim: int | None = None) -> str:
+    prompt = ""
+    if kind == "st" and prompts:
+        shared = prompts.get("cft")
+        prompt = (f"Every sentence is prefixed with the training prompt {shared!r} (sentence-transformers prompt "
+                  "\"cft\", the default).\n\n" if shared is not None else
+                  f"Queries are prefixed with {prompts['query']!r} (prompt \"query\", the default: "
+                  f"`encode_query`, `encode`) and documents with {prompts['document']!r} (prompt \"document\": "
+                  "`encode_document`), as in training.\n\n")
+    if kind == "st" and dim:
+        prompt += (f"Embeddings are truncated to their first {dim} dimensions (`truncate_dim`; trained with a "
+                   "Matryoshka loss); pass `normalize_embeddings=True` to re-normalize them.\n\n")
+    templates = ", ".join(f"{name}={getattr(metadata.model, name)!r}"
+                          for name in ("prompt_template", "query_template", "document_template")
+                          if getattr(metadata.model, name))
     if kind == "st":
         remote = ", trust_remote_code=True" if metadata.model.trust_remote_code else ""
         body = (
@@ -104,8 +117,8 @@ def _readme(kind: str, metadata: Any, source: str, dtype: str, prefix: str | Non
             "A plain transformers backbone (`AutoModel`, no LM head) with the LoRA adapter merged in.\n\n"
             "```python\nfrom cft.modeling.encoder import TextEncoder\n\n"
             f"encoder = TextEncoder.from_base(\"path/to/this/folder\", pooling=\"{metadata.model.pooling}\", "
-            f"max_length={metadata.model.max_length}, prompt_template={metadata.model.prompt_template!r})\n"
-            "embeddings = encoder.encode([\"a sentence\", \"another one\"])\n```\n\n"
+            f"max_length={metadata.model.max_length}{', ' + templates if templates else ''})\n"
+            "embeddings = encoder.encode([\"a sentence\", \"another one\"])  # role=\"document\" for documents\n```\n\n"
             "Without cft: tokenize, append the EOS token id (after truncating to max_length - 1), run the model, "
             f"take the hidden state of the last real token ({metadata.model.pooling} pooling) and L2-normalize. "
             "The tokenizer here does not append EOS by itself."
@@ -123,7 +136,8 @@ class _Job:
     output: Path
     fmt: str
     force: bool
-    prefix: str | None  # the sentence-transformers prompt taken from the training template
+    prompts: dict[str, str] | None  # the sentence-transformers prompts taken from the training templates
+    dim: int | None  # sentence-transformers truncate_dim (a Matryoshka prefix), or None
     dtype: torch.dtype
     device: torch.device
 
@@ -141,16 +155,21 @@ class _Job:
 
 
 def export_adapter(adapter: str, output: str | Path, fmt: str = "both", force: bool = False, dtype: str = "auto",
-                   device: str | None = None, verify: bool = True) -> ExportResult:
-    """Exports `adapter` (local folder or s3:// URI) to `output`; see the module docstring for the layout."""
+                   device: str | None = None, verify: bool = True, dim: int | None = None) -> ExportResult:
+    """Exports `adapter` (local folder or s3:// URI) to `output`; see the module docstring for the layout.
+    `dim` records a truncation (`truncate_dim`) in the sentence-transformers folder."""
     from cft.export.merge import load_for_export
     from cft.export.tokenizer import PROBE_TEXTS, long_probe
 
-    job = _plan(adapter, output, fmt, force, dtype, device)
+    job = _plan(adapter, output, fmt, force, dtype, device, dim)
     result = ExportResult(output=job.output, dtype=job.dtype_name)
     staging = _staging_dir(job.output)
     try:
         model, tokenizer, metadata = load_for_export(job.adapter_dir, job.device)
+        width = model.config.hidden_size
+        if job.dim is not None and job.dim > width:
+            raise CFTError(f"--dim {job.dim} is larger than the embedding of {metadata.model.name_or_path} "
+                           f"({width} dimensions)")
         probes = [*PROBE_TEXTS, long_probe(metadata.model.max_length)]
         reference = _reference_embeddings(model, tokenizer, metadata, probes, job.device) if verify else None
         merged_dir = _write_merged(job, model, tokenizer, metadata, staging)
@@ -169,10 +188,11 @@ def export_adapter(adapter: str, output: str | Path, fmt: str = "both", force: b
     return result
 
 
-def _plan(adapter: str, output: str | Path, fmt: str, force: bool, dtype: str, device: str | None) -> _Job:
+def _plan(adapter: str, output: str | Path, fmt: str, force: bool, dtype: str, device: str | None,
+          dim: int | None = None) -> _Job:
     """Every check that can refuse the export, before any model is loaded."""
     from cft.export.merge import find_adapter_dir, resolve_export_dtype
-    from cft.export.st_model import prompt_prefix
+    from cft.export.st_model import st_prompts
     from cft.modeling.encoder import resolve_device
     from cft.modeling.metadata import AdapterMetadata
 
@@ -185,8 +205,15 @@ def _plan(adapter: str, output: str | Path, fmt: str, force: bool, dtype: str, d
     adapter_dir = find_adapter_dir(adapter)
     _check_output(output, force, adapter_dir)
     metadata = AdapterMetadata.load(adapter_dir)
-    prefix = prompt_prefix(metadata.model.prompt_template) if fmt in ("st", "both") else None
-    return _Job(adapter, adapter_dir, output, fmt, force, prefix, resolve_export_dtype(dtype, metadata),
+    if dim is not None and (dim < 1 or fmt == "hf"):
+        raise CFTError(f"--dim {dim}: " + ("must be >= 1" if dim < 1 else "truncate_dim is a sentence-transformers "
+                                           "setting; use --format st or both"))
+    if dim is not None and dim not in (metadata.matryoshka_dims or []):
+        logger.warning("--dim %d: the adapter was trained with %s; a truncation it was not trained for usually "
+                       "embeds worse", dim, f"loss.matryoshka_dims {metadata.matryoshka_dims}"
+                       if metadata.matryoshka_dims else "no Matryoshka loss")
+    prompts = st_prompts(metadata.model.prompts()) if fmt in ("st", "both") else None
+    return _Job(adapter, adapter_dir, output, fmt, force, prompts, dim, resolve_export_dtype(dtype, metadata),
                 resolve_device(device))
 
 
@@ -200,12 +227,16 @@ def _staging_dir(output: Path) -> Path:
     return staging
 
 
-def _reference_embeddings(model: Any, tokenizer: Any, metadata: Any, probes: list[str], device: torch.device) -> Any:
-    """float32, no autocast: the exact embedding the adapter defines, whatever the training dtype."""
+def _reference_embeddings(model: Any, tokenizer: Any, metadata: Any, probes: list[str],
+                          device: torch.device) -> dict[str, Any]:
+    """Per role (query, document), float32, no autocast: the exact embedding the adapter defines, whatever the
+    training dtype."""
     from cft.modeling.encoder import TextEncoder
+    from cft.modeling.prompts import ROLES
 
     exact = dataclasses.replace(metadata, model=dataclasses.replace(metadata.model, dtype="float32"))
-    return TextEncoder(model, tokenizer, exact, name="cft", revision="export", device=device).encode(probes)
+    encoder = TextEncoder(model, tokenizer, exact, name="cft", revision="export", device=device)
+    return {role: encoder.encode(probes, role=role) for role in ROLES}
 
 
 def _write_merged(job: _Job, model: Any, tokenizer: Any, metadata: Any, staging: Path) -> Path:
@@ -215,7 +246,7 @@ def _write_merged(job: _Job, model: Any, tokenizer: Any, metadata: Any, staging:
     merged_dir = staging / ("hf" if job.want_hf else ".merged")
     save_merged(merge(model, job.dtype), tokenizer, metadata, merged_dir, job.adapter)
     if job.want_hf:
-        readme = _readme("hf", metadata, job.adapter, job.dtype_name, job.prefix)
+        readme = _readme("hf", metadata, job.adapter, job.dtype_name, None)
         (merged_dir / "README.md").write_text(readme, encoding="utf-8")
     return merged_dir
 
@@ -229,34 +260,51 @@ def _write_st(job: _Job, merged_dir: Path, tokenizer: Any, metadata: Any, st_dir
     from cft.export.tokenizer import check_same_ids, eos_appending_tokenizer
 
     eos_tokenizer, _ = eos_appending_tokenizer(tokenizer, metadata.model.max_length)
-    build_st_folder(merged_dir, st_dir, eos_tokenizer, metadata, job.prefix)
+    build_st_folder(merged_dir, st_dir, eos_tokenizer, metadata, job.prompts, job.dim)
     save_export_metadata(metadata, st_dir, job.adapter, job.dtype)
-    (st_dir / "README.md").write_text(_readme("st", metadata, job.adapter, job.dtype_name, job.prefix), encoding="utf-8")
+    readme = _readme("st", metadata, job.adapter, job.dtype_name, job.prompts, job.dim)
+    (st_dir / "README.md").write_text(readme, encoding="utf-8")
     exported = AutoTokenizer.from_pretrained(str(st_dir), trust_remote_code=metadata.model.trust_remote_code)
-    check_same_ids(tokenizer, exported, metadata.model.max_length, job.prefix, probes)
+    for prefix in sorted(set((job.prompts or {"": ""}).values())):
+        check_same_ids(tokenizer, exported, metadata.model.max_length, prefix or None, probes)
 
 
-def _verify(job: _Job, metadata: Any, staging: Path, reference: Any, probes: list[str], result: ExportResult) -> None:
-    """Each exported folder, loaded as its users would load it, must embed the probes as cft does."""
+def _verify(job: _Job, metadata: Any, staging: Path, reference: dict[str, Any], probes: list[str],
+            result: ExportResult) -> None:
+    """Each exported folder, loaded as its users would load it, must embed the probes as cft does, for queries
+    (the default) and for documents."""
+    from cft.modeling.embedding import truncate
     from cft.modeling.encoder import TextEncoder
 
     config = metadata.model
     if job.want_hf:
         hf_encoder = TextEncoder.from_base(str(staging / "hf"), pooling=config.pooling, max_length=config.max_length,
-                                           prompt_template=config.prompt_template,
+                                           prompt_template=config.prompt_template, query_template=config.query_template,
+                                           document_template=config.document_template,
                                            trust_remote_code=config.trust_remote_code, dtype="float32",
                                            device=job.device)
-        result.checks["hf"] = _compare("merged Hugging Face", reference, hf_encoder.encode(probes), job.dtype)
+        got = {role: hf_encoder.encode(probes, role=role) for role in reference}
+        result.checks["hf"] = _compare_roles("merged Hugging Face", reference, got, job.dtype)
         del hf_encoder
     if job.want_st:
         from sentence_transformers import SentenceTransformer
 
         st_model = SentenceTransformer(str(staging / "st"), device=str(job.device),
                                        trust_remote_code=config.trust_remote_code)
-        got = st_model.encode(probes, convert_to_numpy=True).astype(np.float32)
-        result.checks["st"] = _compare("sentence-transformers", reference, got, job.dtype)
+        # plain encode() is the query side; normalized again after truncate_dim, as cft eval --dim does
+        got = {"query": st_model.encode(probes, convert_to_numpy=True, normalize_embeddings=True),
+               "document": st_model.encode_document(probes, convert_to_numpy=True, normalize_embeddings=True)}
+        want = {role: truncate(vectors, job.dim) if job.dim else vectors for role, vectors in reference.items()}
+        got = {role: vectors.astype(np.float32) for role, vectors in got.items()}
+        result.checks["st"] = _compare_roles("sentence-transformers", want, got, job.dtype)
         del st_model
     gc.collect()
+
+
+def _compare_roles(what: str, reference: dict[str, Any], got: dict[str, Any], dtype: torch.dtype) -> dict[str, float]:
+    """`_compare` for each role; the worst numbers of the two."""
+    checks = [_compare(f"{what} ({role}s)", reference[role], got[role], dtype) for role in reference]
+    return {"max_abs_diff": max(c["max_abs_diff"] for c in checks), "min_cosine": min(c["min_cosine"] for c in checks)}
 
 
 def _move_into_place(job: _Job, staging: Path, result: ExportResult) -> None:

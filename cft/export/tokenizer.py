@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cft.errors import CFTError
-from cft.modeling.tokenization import apply_template, tokenize_with_eos
+from cft.modeling.prompts import apply_template
+from cft.modeling.tokenization import tokenize_with_eos
 
 _PROBE = "cft probe: the quick brown fox"
 
@@ -107,7 +108,7 @@ def check_same_ids(original: Any, exported: Any, max_length: int, prompt_prefix:
     expected = tokenize_with_eos(original, texts, max_length, template)
     inputs = [f"{prompt_prefix or ''}{text}" for text in texts]
     got = exported(inputs, truncation=True, padding=False)["input_ids"]
-    for text, want, have in zip(apply_template(texts, template), expected, got):
+    for text, want, have in zip((apply_template(template, text) for text in texts), expected, got):
         if list(want) != list(have):
             raise CFTError(f"the exported tokenizer does not reproduce cft's tokens for {text[:40]!r}: "
                            f"expected {len(want)} ids ending {list(want)[-3:]}, got {len(have)} ending {list(have)[-3:]}")

@@ -1,5 +1,6 @@
 """Contrastive losses."""
 
 from cft.losses.info_nce import InfoNCELoss
+from cft.losses.matryoshka import MatryoshkaInfoNCELoss
 
-__all__ = ["InfoNCELoss"]
+__all__ = ["InfoNCELoss", "MatryoshkaInfoNCELoss"]

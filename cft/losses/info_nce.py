@@ -28,11 +28,19 @@ class InfoNCELoss(nn.Module):
         temperature: softmax temperature; smaller is sharper (the paper: 0.05).
 
     Inputs:
-        anchors (batch, dim), positives (batch, dim), negatives (n_neg, dim) or None. `n_neg` may be smaller than
-        `batch` when some rows are pairs without a hard negative.
+        anchors (batch, dim), positives (batch, dim), negatives (n_neg, dim) or None. `n_neg` is any number: rows
+        with several hard negatives add several, pairs add none; every negative is a candidate for every anchor.
 
     Returns:
         the mean loss over this process's anchors (a scalar).
+
+    Example:
+        >>> import torch
+        >>> loss_fn = InfoNCELoss(temperature=0.05)
+        >>> anchors, positives, negatives = torch.randn(4, 8), torch.randn(4, 8), torch.randn(6, 8)
+        >>> loss = loss_fn(anchors, positives, negatives)  # 6 hard negatives: some rows have two, some none
+        >>> loss.shape
+        torch.Size([])
     """
 
     def __init__(self, temperature: float = 0.05) -> None:
@@ -46,14 +54,20 @@ class InfoNCELoss(nn.Module):
         return 1.0 / self.temperature
 
     def forward(self, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
-        anchors = F.normalize(anchors.float(), dim=-1)  # (batch, dim)
-        positives = F.normalize(positives.float(), dim=-1)  # (batch, dim)
-        all_positives, offset = gather_with_grad(positives)  # (global_batch, dim)
-        candidates = [all_positives]
+        # Gathered once, before any normalization, so a subclass that scores several views of the same rows
+        # (Matryoshka prefixes) still sends each row across processes once and gets its gradient back once.
+        all_positives, offset = gather_with_grad(positives.float())  # (global_batch, dim)
+        all_negatives = gather_with_grad(negatives.float())[0] if negatives is not None else None  # (global_neg, dim)
+        return self.loss_from_gathered(anchors.float(), all_positives, all_negatives, offset)
+
+    def loss_from_gathered(self, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None,
+                           offset: int) -> torch.Tensor:
+        """The loss of this process's anchors (batch, dim) against every process's positives and negatives; the
+        positive of anchor i is row `offset + i`."""
+        anchors = F.normalize(anchors, dim=-1)
+        candidates = [F.normalize(positives, dim=-1)]
         if negatives is not None:
-            negatives = F.normalize(negatives.float(), dim=-1)
-            all_negatives, _ = gather_with_grad(negatives)  # (global_negatives, dim)
-            candidates.append(all_negatives)
+            candidates.append(F.normalize(negatives, dim=-1))
         scores = anchors @ torch.cat(candidates).T * self.scale  # (batch, global_batch + global_negatives)
         labels = torch.arange(anchors.shape[0], device=anchors.device) + offset
         return F.cross_entropy(scores, labels)

@@ -71,16 +71,18 @@ class TextEncoder:
         self.metadata = metadata
         self.name = name
         self.revision = revision
-        self.prompt_template = metadata.model.prompt_template
+        self.prompts = metadata.model.prompts()  # evaluation may replace them (`cft eval --prompt`)
         self.autocast_dtype = resolve_dtype(metadata.model.dtype, self.device)
 
     @classmethod
     def from_base(cls, model: str, gguf_file: str | None = None, *, pooling: str = "last_token", max_length: int = 128,
-                  prompt_template: str | None = None, trust_remote_code: bool = False, dtype: str = "auto",
+                  prompt_template: str | None = None, query_template: str | None = None,
+                  document_template: str | None = None, trust_remote_code: bool = False, dtype: str = "auto",
                   device: torch.device | str | None = None) -> "TextEncoder":
         device = resolve_device(device)
         config = ModelConfig(name_or_path=model, gguf_file=gguf_file, pooling=pooling, max_length=max_length,
-                             prompt_template=prompt_template, trust_remote_code=trust_remote_code, dtype=dtype)
+                             prompt_template=prompt_template, query_template=query_template,
+                             document_template=document_template, trust_remote_code=trust_remote_code, dtype=dtype)
         metadata = AdapterMetadata(config)
         backbone = load_backbone(config, device)
         return cls(backbone, load_tokenizer(config), metadata, name=f"cft/{Path(model).name}", revision="base", device=device)
@@ -104,12 +106,14 @@ class TextEncoder:
         return encoder  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        """(len(texts), dim) float32, L2-normalized, in the order given."""
+    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False,
+               role: str = "query") -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalized, in the order given; `role` ("query" or "document") picks the
+        prompt template, as training applied it to anchors and to positives and negatives."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.model.config.hidden_size if hasattr(self.model, "config") else 0), dtype=np.float32)
-        ids = tokenize_with_eos(self.tokenizer, texts, self.metadata.model.max_length, self.prompt_template)
+        ids = tokenize_with_eos(self.tokenizer, texts, self.metadata.model.max_length, self.prompts.for_role(role))
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         vectors: list[torch.Tensor] = [None] * len(ids)  # type: ignore[list-item]
         use_autocast = self.device.type == "cuda" and self.autocast_dtype != torch.float32

@@ -40,11 +40,14 @@ class AdapterMetadata:
     normalize: bool = field(default=True, metadata={"help": "Embeddings are L2-normalized."})
     recipe: str | None = field(default=None, metadata={"help": "Name of the recipe that trained it."})
     run_id: str | None = field(default=None, metadata={"help": "The run that trained it."})
+    matryoshka_dims: list[int] | None = field(
+        default=None, metadata={"help": "Prefix sizes trained with the Matryoshka loss (loss.matryoshka_dims), if any."})
     cft_version: str = field(default=__version__, metadata={"help": "cft version that saved it."})
     format_version: int = field(default=FORMAT_VERSION, metadata={"help": "Layout of this file (see the module)."})
 
     def __init__(self, model: ModelConfig | None = None, *, append_eos: bool = True, normalize: bool = True,
-                 recipe: str | None = None, run_id: str | None = None, cft_version: str = __version__,
+                 recipe: str | None = None, run_id: str | None = None, matryoshka_dims: list[int] | None = None,
+                 cft_version: str = __version__,
                  format_version: int = FORMAT_VERSION, **v1_model_fields: Any) -> None:
         """`v1_model_fields` (base_model=..., pooling=..., as the first build took them) build `model` when it is
         not given: first-build files read through them, and so does benchmarks/bench_eval.py until it is split."""
@@ -57,6 +60,7 @@ class AdapterMetadata:
             model = ModelConfig(**{_V1_MODEL_FIELDS[key]: value for key, value in v1_model_fields.items()})
         self.model, self.append_eos, self.normalize = model, append_eos, normalize
         self.recipe, self.run_id, self.cft_version, self.format_version = recipe, run_id, cft_version, format_version
+        self.matryoshka_dims = list(matryoshka_dims) if matryoshka_dims is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,11 +126,11 @@ class AdapterMetadata:
 _MODEL_TYPES: dict[str, tuple[type, bool]] = {
     "name_or_path": (str, False), "gguf_file": (str, True), "revision": (str, True), "trust_remote_code": (bool, False),
     "dtype": (str, False), "attn_implementation": (str, True), "pooling": (str, False), "max_length": (int, False),
-    "prompt_template": (str, True)}
+    "prompt_template": (str, True), "query_template": (str, True), "document_template": (str, True)}
 _TOP_TYPES: dict[str, tuple[type, bool]] = {
     "append_eos": (bool, False), "normalize": (bool, False), "recipe": (str, True), "run_id": (str, True),
-    "cft_version": (str, False), "format_version": (int, False)}
-_KIND_NAMES = {str: "a text", bool: "true or false", int: "an integer"}
+    "cft_version": (str, False), "format_version": (int, False), "matryoshka_dims": (list, True)}
+_KIND_NAMES = {str: "a text", bool: "true or false", int: "an integer", list: "a list"}
 
 
 def _check_types(values: dict[str, Any], spec: dict[str, tuple[type, bool]], prefix: str = "") -> None:

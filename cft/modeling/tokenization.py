@@ -13,6 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from cft.errors import CFTError
+from cft.modeling.prompts import apply_template
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -28,17 +29,13 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
     return tokenizer
 
 
-def apply_template(texts: Sequence[str], template: str | None) -> list[str]:
-    return [template.replace("{}", text) for text in texts] if template else list(texts)
-
-
 def tokenize_with_eos(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, template: str | None = None
 ) -> list[list[int]]:
     """Token ids per text: the tokenizer's own special tokens (e.g. BOS), truncated, then exactly one EOS."""
     eos = tokenizer.eos_token_id
     encoded = tokenizer(
-        apply_template(texts, template),
+        [apply_template(template, text) for text in texts],
         add_special_tokens=True,
         truncation=True,
         max_length=max_length - 1,

@@ -206,7 +206,7 @@ def choose_chunk(plan_rows: int, per_row: float, fixed: float, budget: int, sett
 def worst_batch(items: Sequence[dict[str, Any]], batch_size: int) -> tuple[int, int, list[list[int]]]:
     """(sentences in the worst batch, the longest sentence's tokens, the data's sentences longest first)."""
     def rows_of(item: dict[str, Any]) -> list[list[int]]:
-        return [row for row in (item["anchor"], item["positive"], item["negative"]) if row is not None]
+        return [item["anchor"], item["positive"], *item["negatives"]]
 
     longest_items = sorted(items, key=lambda item: max(len(row) for row in rows_of(item)), reverse=True)[:batch_size]
     rows = sum(len(rows_of(item)) for item in longest_items)

@@ -220,7 +220,6 @@ def _build_trainer(run: _Run, extra_callbacks: list[Any]) -> tuple[Any, Any, Any
     import torch
 
     from cft.data.collator import TripletCollator
-    from cft.losses.info_nce import InfoNCELoss
     from cft.modeling.backbone import build_lora_model, load_backbone, load_tokenizer
     from cft.training.memory import plan_memory
     from cft.training.trainer import ContrastiveTrainer
@@ -244,7 +243,7 @@ def _build_trainer(run: _Run, extra_callbacks: list[Any]) -> tuple[Any, Any, Any
         args=run.args,
         train_dataset=dataset,
         data_collator=TripletCollator(tokenizer.pad_token_id),
-        loss_fn=InfoNCELoss(settings.temperature),
+        loss_fn=_loss(recipe, model),
         pooling=recipe.model.pooling,
         grad_cache_chunk_size=plan.chunk,
         dev_evaluator=dev_evaluator,
@@ -277,6 +276,21 @@ def _dev_evaluation(run: _Run, tokenizer: Any) -> tuple[Any, list[Any]]:
     return DevEvaluator(devset, tokenizer, run.recipe.model, settings.eval_batch_size), callbacks
 
 
+def _loss(recipe: Any, model: Any) -> Any:
+    """InfoNCE, or its Matryoshka form when `loss.matryoshka_dims` is set (checked against the hidden size now,
+    not at the first step)."""
+    from cft.losses import InfoNCELoss, MatryoshkaInfoNCELoss
+
+    dims, temperature = recipe.loss.matryoshka_dims, recipe.train.temperature
+    if dims is None:
+        return InfoNCELoss(temperature)
+    width = model.config.hidden_size
+    if max(dims) > width:
+        raise CFTError(f"loss.matryoshka_dims {dims}: {max(dims)} is larger than the embedding of "
+                       f"{recipe.model.name_or_path} ({width} dimensions); list dims <= {width}")
+    return MatryoshkaInfoNCELoss(temperature, dims, recipe.loss.matryoshka_weights)
+
+
 def _load_dataset(run: _Run, tokenizer: Any) -> Any:
     """The recipe's triplets, tokenized once; CFTError when they do not fill one batch on every process."""
     from cft.data.collator import TokenizedTriplets
@@ -286,12 +300,12 @@ def _load_dataset(run: _Run, tokenizer: Any) -> Any:
     triplets, report = load_triplets(recipe.data)
     if run.is_main:
         print(report.summary(), file=sys.stderr, flush=True)
-    dataset = TokenizedTriplets(triplets, tokenizer, recipe.model.max_length, recipe.model.prompt_template,
+    dataset = TokenizedTriplets(triplets, tokenizer, recipe.model.max_length, recipe.model.prompts(),
                                 show_progress=run.is_main)
     if len(dataset) < batch_size * world_size:
         raise CFTError(f"{recipe.data.train_file}: {len(dataset)} usable triplets, fewer than one batch "
                        f"({batch_size} x {world_size} processes); lower train.batch_size")
-    if batch_size * world_size == 1 and not any(item["negative"] for item in dataset.items):
+    if batch_size * world_size == 1 and not any(item["negatives"] for item in dataset.items):
         raise CFTError(f"train.batch_size=1 on pairs without hard negatives ({recipe.data.train_file}): a batch "
                        "has no negative, the loss is always 0 and nothing is learned; use train.batch_size >= 2")
     return dataset
@@ -355,7 +369,8 @@ def _save_adapter(run: _Run, model: Any, tokenizer: Any) -> None:
     base = run.recipe.model.name_or_path
     resolved = str(Path(base).resolve()) if Path(base).exists() else base  # hub ids stay ids
     model_config = dataclasses.replace(run.recipe.model, name_or_path=resolved)
-    AdapterMetadata(model_config, recipe=run.recipe.name, run_id=run.run_id).save(adapter_dir)
+    AdapterMetadata(model_config, recipe=run.recipe.name, run_id=run.run_id,
+                    matryoshka_dims=run.recipe.loss.matryoshka_dims).save(adapter_dir)
     if run.remote:
         run.bucket.delete_prefix(run.paths.adapter)
         run.bucket.upload_dir(adapter_dir, run.paths.adapter)

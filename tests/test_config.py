@@ -85,3 +85,55 @@ def test_warm_up_longer_than_the_run_is_a_warning(caplog):
     with caplog.at_level("WARNING", logger="cft"):
         recipe_from_dict(recipe, "r.yaml")
     assert "train.warmup_steps (50) >= train.max_steps (10)" in caplog.text
+
+
+def test_prompts_per_role_and_the_old_single_template():
+    recipe = load_recipe(None, ["model.query_template=query: {}", "model.document_template=passage: {}"])
+    prompts = recipe.model.prompts()
+    assert (prompts.query, prompts.document) == ("query: {}", "passage: {}")
+    old = load_recipe(None, ["model.prompt_template=This sentence : \"{}\" means in one word:\""]).model.prompts()
+    assert old.query == old.document == 'This sentence : "{}" means in one word:"'  # both roles, as before
+    assert load_recipe(None, ["model.query_template=query: {}"]).model.prompts().document is None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.query_template={} and {}", r"model.query_template must contain '\{\}' exactly once"),
+    ("model.document_template=no slot", r"model.document_template must contain '\{\}' exactly once"),
+    ("model.prompt_template={} {}", r"model.prompt_template must contain '\{\}' exactly once"),
+])
+def test_one_placeholder_rule_at_recipe_load(override, message):
+    with pytest.raises(CFTError, match=message):
+        load_recipe(None, [override])
+
+
+def test_prompt_template_with_a_role_template_is_refused():
+    with pytest.raises(CFTError, match="model.prompt_template sets the template of both roles"):
+        load_recipe(None, ["model.prompt_template=a {}", "model.query_template=q {}"])
+
+
+def test_a_template_fills_only_its_own_placeholder():
+    from cft.modeling.prompts import apply_template
+
+    assert apply_template("query: {}", "a set {} and {x}") == "query: a set {} and {x}"
+
+
+def test_matryoshka_settings_load_and_round_trip(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("loss:\n  matryoshka_dims: [576, 256, 128, 64]\n  matryoshka_weights: [1, 1, 0.5, 0.5]\n")
+    recipe = load_recipe(path)
+    assert recipe.loss.matryoshka_dims == [576, 256, 128, 64] and recipe.loss.matryoshka_weights == [1, 1, 0.5, 0.5]
+    assert recipe_from_dict(yaml.safe_load(recipe.to_yaml()), "saved").to_dict() == recipe.to_dict()
+    assert load_recipe(None, ["loss.matryoshka_dims=256,64"]).loss.matryoshka_dims == [256, 64]
+    assert load_recipe(None).loss.matryoshka_dims is None  # plain InfoNCE unless asked
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["loss.matryoshka_dims=[256, 0]"], r"loss.matryoshka_dims must be a list of integers >= 1"),
+    (["loss.matryoshka_dims=[256, 256]"], r"loss.matryoshka_dims lists a dimension twice"),
+    (["loss.matryoshka_dims=[256, 64]", "loss.matryoshka_weights=[1]"], r"loss.matryoshka_weights must be 2 numbers > 0"),
+    (["loss.matryoshka_weights=[1]"], r"loss.matryoshka_weights is set but loss.matryoshka_dims is not"),
+    (["loss.matryoshka_dim=[64]"], r"unknown key `loss.matryoshka_dim`"),
+])
+def test_bad_matryoshka_settings_name_the_field(overrides, message):
+    with pytest.raises(CFTError, match=message):
+        load_recipe(None, overrides)

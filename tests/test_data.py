@@ -121,3 +121,98 @@ def test_cli_user_errors_are_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [f"cft: error: {tmp_path / 'missing.csv'}: file not found"]
     result = cft("train", "--config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2 and "recipe file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+# sentence-transformers' own column names, several hard negatives per row, read without any mapping.
+ST_ROWS = [
+    {"anchor": "a man plays", "positive": "someone plays", "negative_1": "nobody plays", "negative_2": "a dog sleeps",
+     "negative_10": "rain falls"},
+    {"anchor": "kids eat", "positive": "children eat", "negative_1": "adults fast", "negative_2": "", "negative_10": ""},
+    {"anchor": "a cat naps", "positive": "a cat sleeps", "negative_1": "", "negative_2": "", "negative_10": ""},
+]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_sentence_transformers_columns_and_several_negatives_need_no_mapping(tmp_path, suffix):
+    triplets, report = load_triplets(DataConfig(train_file=str(write(tmp_path / f"st{suffix}", ST_ROWS))))
+    assert [t.negatives for t in triplets] == [("nobody plays", "a dog sleeps", "rain falls"), ("adults fast",), ()]
+    assert report.pairs_without_negative == 1 and "anchor anchor, positive positive" in report.summary()
+
+
+def test_a_list_column_of_negatives_and_a_single_negative_column(tmp_path):
+    rows = [{"anchor": "q1", "positive": "p1", "negative": "n0", "negatives": ["n1", "", "n2"]},
+            {"anchor": "q2", "positive": "p2", "negatives": []}]
+    triplets, _ = load_triplets(DataConfig(train_file=str(write(tmp_path / "l.jsonl", rows))))
+    assert [t.negatives for t in triplets] == [("n0", "n1", "n2"), ()]
+    named, _ = load_triplets(DataConfig(train_file=str(tmp_path / "l.jsonl"), negative_column="negatives"))
+    assert named[0].negatives == ("n1", "n2")
+
+
+def test_a_json_array_file(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(ST_ROWS, indent=2))
+    triplets, _ = load_triplets(DataConfig(train_file=str(path)))
+    assert [t.anchor for t in triplets] == ["a man plays", "kids eat", "a cat naps"]
+    path.write_text(json.dumps([ST_ROWS[0], "oops"]))
+    with pytest.raises(CFTError, match=r"rows.json: item 2 of the array is str, not an object"):
+        load_triplets(DataConfig(train_file=str(path)))
+
+
+def test_a_folder_saved_with_datasets_and_its_split(tmp_path):
+    import datasets
+
+    folder = tmp_path / "saved"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS), "dev": datasets.Dataset.from_list(ST_ROWS)}
+                         ).save_to_disk(str(folder))
+    triplets, _ = load_triplets(DataConfig(train_file=str(folder)))
+    assert [t.anchor for t in triplets] == ["a man plays", "a dog runs", "kids eat"]
+    dev, _ = load_triplets(DataConfig(train_file=str(folder), split="dev"))
+    assert dev[0].negatives == ("nobody plays", "a dog sleeps", "rain falls")
+    with pytest.raises(CFTError, match=r"saved: no split 'test'; it has train, dev. Set data.split"):
+        load_triplets(DataConfig(train_file=str(folder), split="test"))
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(CFTError, match="plain: is a folder, but not one saved by datasets' save_to_disk"):
+        load_triplets(DataConfig(train_file=str(tmp_path / "plain")))
+
+
+def test_a_hub_dataset_offline_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(CFTError, match=r"hf://nobody/no-such-set \(data.config pairs, data.split dev\): cannot load it"):
+        load_triplets(DataConfig(train_file="hf://nobody/no-such-set", config="pairs", split="dev"))
+
+
+def test_missing_columns_list_the_names_recognised_without_a_mapping(tmp_path):
+    path = write(tmp_path / "q.jsonl", [{"query": "a", "passage": "b"}])
+    with pytest.raises(CFTError, match=r"missing column\(s\) sent0, sent1; found query, passage. Recognised without "
+                                       r"a mapping: anchor sent0 or anchor, positive sent1 or positive"):
+        load_triplets(DataConfig(train_file=str(path)))
+    with pytest.raises(CFTError, match=r"missing column\(s\) neg_b"):
+        load_triplets(DataConfig(train_file=str(path), anchor_column="query", positive_column="passage",
+                                 negative_column="neg_b"))
+
+
+def test_prepare_keeps_every_negative(tmp_path):
+    source = write(tmp_path / "st.jsonl", ST_ROWS)
+    result = cft("prepare", str(source), "--out", str(tmp_path / "clean.jsonl"))
+    assert result.returncode == 0, result.stderr
+    again, _ = load_triplets(DataConfig(train_file=str(tmp_path / "clean.jsonl")))
+    assert again[0].negatives == ("nobody plays", "a dog sleeps", "rain falls")
+
+
+def test_the_collator_puts_every_negative_in_the_batch_and_templates_by_role(tiny_model_dir):
+    from cft.config import ModelConfig
+    from cft.data.collator import TokenizedTriplets, TripletCollator
+    from cft.data.triplets import Triplet
+    from cft.modeling.backbone import load_tokenizer
+    from cft.modeling.prompts import PromptTemplates
+    from cft.modeling.tokenization import tokenize_with_eos
+
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir)))
+    rows = [Triplet("q one", "d one", ("n one", "n two")), Triplet("q two", "d two"), Triplet("q three", "d three", "n3")]
+    prompts = PromptTemplates("query: {}", "passage: {}")
+    data = TokenizedTriplets(rows, tokenizer, 32, prompts, show_progress=False)
+    batch = TripletCollator(tokenizer.pad_token_id)(list(data))
+    assert batch["n_anchors"] == 3 and batch["n_negatives"] == 3 and batch["input_ids"].shape[0] == 9
+    expected = tokenize_with_eos(tokenizer, ["query: q one", "passage: d one", "passage: n two"], 32)
+    assert [data[0]["anchor"], data[0]["positive"], data[0]["negatives"][1]] == expected

@@ -10,6 +10,7 @@ from mteb.types import PromptType
 
 from cft.errors import CFTError
 from cft.evaluation import MTEBEncoder, evaluate_encoder
+from cft.modeling.prompts import PromptTemplates
 from test_eval_tasks import BagOfWordsEncoder, sts_pairs, write_sts
 
 SCIFACT = mteb.get_task("SciFact").metadata
@@ -62,18 +63,52 @@ def test_mteb_instruction_uses_the_tasks_own():
 
 def test_prompt_template_is_set_on_an_encoder_that_applies_its_own():
     class Templated(EchoEncoder):
-        prompt_template = None
+        prompts = PromptTemplates()
+
+        def encode(self, texts, batch_size=64, show_progress=False, role="query"):
+            self.roles = [*getattr(self, "roles", []), role]
+            return super().encode(texts, batch_size, show_progress)
 
     encoder = Templated()
     model = MTEBEncoder(encoder, prompt_template='This sentence : "{}" means in one word:"')
     model.encode(_loader(["hi"]), task_metadata=STS12, hf_split="test", hf_subset="default")
-    assert encoder.prompt_template == 'This sentence : "{}" means in one word:"'
-    assert encoder.seen == [["hi"]]  # the encoder applies it (as TextEncoder does), not the adapter
+    assert encoder.prompts == PromptTemplates.symmetric('This sentence : "{}" means in one word:"')
+    assert encoder.seen == [["hi"]] and encoder.roles == ["query"]  # the encoder applies it (as TextEncoder does)
 
-    plain = EchoEncoder()  # no prompt_template attribute: the adapter applies the template
+    plain = EchoEncoder()  # no prompts attribute: the adapter applies the template
     MTEBEncoder(plain, prompt_template="<{}>").encode(_loader(["hi"]), task_metadata=STS12, hf_split="test",
                                                        hf_subset="default")
     assert plain.seen == [["<hi>"]]
+
+
+def test_queries_take_the_query_template_documents_the_document_one_and_sts_the_query_one():
+    """Per-role templates of an adapter: retrieval queries and documents differ; both STS sides are queries."""
+    class Adapter(EchoEncoder):
+        prompts = PromptTemplates("query: {}", "passage: {}")
+
+        def encode(self, texts, batch_size=64, show_progress=False, role="query"):
+            return super().encode(self.prompts.apply(role, texts), batch_size, show_progress)
+
+    encoder = Adapter()
+    model = MTEBEncoder(encoder, query_instruction="find: ")
+    model.encode(_loader(["q1"]), task_metadata=SCIFACT, hf_split="test", hf_subset="default", prompt_type=PromptType.query)
+    model.encode(_loader(["d1"]), task_metadata=SCIFACT, hf_split="test", hf_subset="default",
+                 prompt_type=PromptType.document)
+    model.encode(_loader(["s1", "s2"]), task_metadata=STS12, hf_split="test", hf_subset="default")
+    assert encoder.seen == [["query: find: q1"], ["passage: d1"], ["query: s1", "query: s2"]]
+    assert model.settings["document_template"] == "passage: {}"  # a per-role setup gets its own cache entry
+
+
+def test_dim_keeps_a_normalized_prefix_and_refuses_more_than_the_embedding():
+    class Wide(EchoEncoder):
+        def encode(self, texts, batch_size=64, show_progress=False):
+            return np.array([[3.0, 4.0, 12.0]] * len(texts))
+
+    rows = MTEBEncoder(Wide(), dim=2).encode(_loader(["a"]), task_metadata=STS12, hf_split="test", hf_subset="default")
+    np.testing.assert_allclose(rows, [[0.6, 0.8]], rtol=1e-6)
+    assert MTEBEncoder(Wide(), dim=2).settings["dim"] == 2 and "dim" not in MTEBEncoder(Wide()).settings
+    with pytest.raises(CFTError, match=r"--dim 4 is larger than the embedding \(3 dimensions\)"):
+        MTEBEncoder(Wide(), dim=4).encode(_loader(["a"]), task_metadata=STS12, hf_split="test", hf_subset="default")
 
 
 @pytest.mark.parametrize("template", ["no placeholder", "{} and {}"])

@@ -8,7 +8,7 @@ import torch
 from cft.config import LoraSettings, ModelConfig
 from cft.data.collator import TokenizedTriplets, TripletCollator, split_embeddings
 from cft.data.triplets import Triplet
-from cft.losses import InfoNCELoss
+from cft.losses import InfoNCELoss, MatryoshkaInfoNCELoss
 from cft.modeling.backbone import build_lora_model, load_backbone, load_tokenizer
 from cft.modeling.encoder import embed_batch
 from cft.training.trainer import grad_cache_step
@@ -24,6 +24,18 @@ def setup(tiny_model_dir):
     texts = sentences(36, seed=5)
     triplets = [Triplet(texts[i], texts[i + 1], texts[i + 2] if i % 6 else None) for i in range(0, 36, 3)]
     batch = TripletCollator(tokenizer.pad_token_id)(list(TokenizedTriplets(triplets, tokenizer, 32, show_progress=False)))
+    return model, batch
+
+
+@pytest.fixture(scope="module")
+def several_negatives(setup, tiny_model_dir):
+    """Rows with 0, 1, 2 and 3 hard negatives, all candidates of every anchor."""
+    model, _ = setup
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir), max_length=32))
+    texts = sentences(40, seed=8)
+    triplets = [Triplet(texts[i], texts[i + 1], tuple(texts[i + 2:i + 2 + i % 4])) for i in range(0, 36, 5)]
+    batch = TripletCollator(tokenizer.pad_token_id)(list(TokenizedTriplets(triplets, tokenizer, 32, show_progress=False)))
+    assert batch["n_negatives"] == sum(len(t.negatives) for t in triplets) > len(triplets)
     return model, batch
 
 
@@ -51,6 +63,21 @@ def test_cached_step_equals_plain_step(setup, chunk_rows):
     assert any(grad.abs().sum() > 0 for grad in expected_grads.values())
     for name in expected_grads:
         torch.testing.assert_close(got_grads[name], expected_grads[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("loss_fn", [InfoNCELoss(0.05), MatryoshkaInfoNCELoss(0.05, dims=[32, 16, 8], weights=[1, 0.5, 0.25])],
+                         ids=["info_nce", "matryoshka"])
+def test_cached_step_equals_plain_step_with_several_negatives(several_negatives, loss_fn):
+    model, batch = several_negatives
+    plain_model, cached_model = copy.deepcopy(model), copy.deepcopy(model)
+    plain_model.train(), cached_model.train()
+    expected = plain_step(plain_model, batch, loss_fn)
+    got = grad_cache_step(cached_model, batch, loss_fn=loss_fn, pooling="last_token", chunk_rows=4)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    expected_grads = lora_grads(plain_model)
+    assert any(grad.abs().sum() > 0 for grad in expected_grads.values())
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(lora_grads(cached_model)[name], grad, atol=1e-5, rtol=1e-4)
 
 
 def test_dropout_masks_are_replayed(tiny_model_dir):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cft.losses import InfoNCELoss
+from cft.losses import InfoNCELoss, MatryoshkaInfoNCELoss
 
 
 def reference_info_nce(anchors, positives, negatives, temperature):
@@ -61,3 +61,37 @@ def test_perfect_match_gives_low_loss():
 def test_temperature_must_be_positive():
     with pytest.raises(ValueError, match="temperature must be > 0"):
         InfoNCELoss(0.0)
+
+
+def test_several_negatives_per_row_are_all_candidates():
+    """Three hard negatives for each of four anchors: twelve negatives, each a candidate of every anchor."""
+    generator = torch.Generator().manual_seed(3)
+    anchors, positives = (torch.randn(4, 8, generator=generator, dtype=torch.float64) for _ in range(2))
+    negatives = torch.randn(12, 8, generator=generator, dtype=torch.float64)
+    expected = reference_info_nce(anchors.numpy(), positives.numpy(), negatives.numpy(), 0.05)
+    assert InfoNCELoss(0.05)(anchors, positives, negatives).item() == pytest.approx(expected, rel=1e-5)
+    assert InfoNCELoss(0.05)(anchors, positives, negatives[:4]).item() != pytest.approx(expected, rel=1e-3)
+
+
+def test_matryoshka_with_only_the_full_dimension_is_plain_info_nce():
+    generator = torch.Generator().manual_seed(4)
+    inputs = [torch.randn(6, 16, generator=generator, requires_grad=True) for _ in range(3)]
+    plain = InfoNCELoss(0.05)(*inputs)
+    plain_grads = torch.autograd.grad(plain, inputs)
+    matryoshka = MatryoshkaInfoNCELoss(0.05, dims=[16])(*inputs)
+    matryoshka_grads = torch.autograd.grad(matryoshka, inputs)
+    assert matryoshka.item() == pytest.approx(plain.item(), rel=1e-6)
+    for want, got in zip(plain_grads, matryoshka_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_matryoshka_is_the_weighted_sum_over_prefixes():
+    generator = torch.Generator().manual_seed(5)
+    anchors, positives, negatives = (torch.randn(5, 16, generator=generator, dtype=torch.float64) for _ in range(3))
+    dims, weights = [16, 8, 2], [1.0, 0.5, 2.0]
+    expected = sum(w * reference_info_nce(anchors[:, :d].numpy(), positives[:, :d].numpy(), negatives[:, :d].numpy(), 0.1)
+                   for d, w in zip(dims, weights))
+    loss = MatryoshkaInfoNCELoss(0.1, dims=dims, weights=weights)(anchors, positives, negatives)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="matryoshka dim 32 is larger than the embedding"):
+        MatryoshkaInfoNCELoss(0.1, dims=[32])(anchors, positives, negatives)

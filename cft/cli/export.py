@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
                "  cft export --adapter cft-runs/runs/r1/adapter --out exported/r1\n"
                "  cft export --adapter s3://bucket/cft/runs/r1/adapter --out st-model --format st\n"
+               "  cft export --adapter cft-runs/runs/r1/adapter --out st-256 --format st --dim 256\n"
                "  python -c \"from sentence_transformers import SentenceTransformer as S; "
                "print(S('st-model').encode(['hi']))\"",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -34,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=EXPORT_DTYPES, default="auto",
                         help="dtype of the saved weights (default auto: the base checkpoint's own dtype)")
     parser.add_argument("--device", default=None, help="device for merging and checking (default: cuda if available)")
+    parser.add_argument("--dim", type=int, default=None, metavar="N",
+                        help="sentence-transformers truncate_dim: embeddings keep their first N dimensions (for an "
+                             "adapter trained with loss.matryoshka_dims); st and both formats only")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip checking the exported models' embeddings against cft's (faster for big models)")
     parser.set_defaults(func=run)
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     args.device = str(resolve_device(args.device)) if args.device else None
     result = export_adapter(args.adapter, args.out, fmt=args.fmt, force=args.force, dtype=args.dtype,
-                            device=args.device, verify=args.verify)
+                            device=args.device, verify=args.verify, dim=args.dim)
     for name, folder in (("hf", result.hf_dir), ("st", result.st_dir)):
         if folder is None:
             continue

@@ -245,3 +245,10 @@ class MTEBEncoder(AbsEncoder):
             embeddings = truncate(embeddings, self.dim)
         return embeddings[inverse]
 
+
+
+def _to_float32(embeddings: Any) -> np.ndarray:
+    # mteb rejects bf16 and torch tensors on a GPU; fp32 numpy is what every metric expects.
+    if hasattr(embeddings, "detach"):
+        embeddings = embeddings.detach().float().cpu().numpy()
+    return np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))

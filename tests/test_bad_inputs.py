@@ -59,6 +59,11 @@ def paths(tmp_path_factory, tiny_model_dir) -> Paths:
     write("dev.tsv", "sentence1\tsentence2\tscore\na\tb\t1\nc\td\t2\n")
     write("dev-bad.csv", "sentence1,sentence2,score\na,b,1\nc,d,x\n")
     write("bad.gguf", b"GGUF\x03\x00\x00\x00garbage")
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"sent0": "a", "sent1": "b"}])}).save_to_disk(
+        str(root / "saved-dataset"))
+    p["saved-dataset"] = str(root / "saved-dataset")
     (root / "empty-model").mkdir()
     p["empty-model"] = str(root / "empty-model")
     truncated = root / "truncated-model"
@@ -169,6 +174,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("chunk-negative", _train("train.grad_cache_chunk_size=-1"), "train.grad_cache_chunk_size"),
     ("chunk-word", _train("train.grad_cache_chunk_size=lots"), "train.grad_cache_chunk_size"),
     ("template-twice", _train("model.prompt_template={} {}"), "model.prompt_template"),
+    ("query-template-twice", _train("model.query_template={} {}"), "model.query_template"),
+    ("template-and-role-template", _train("model.prompt_template=a {}", "model.document_template=d {}"),
+     "model.prompt_template sets the template of both roles"),
+    ("matryoshka-wider-than-model", _train("loss.matryoshka_dims=[64, 8]"), "loss.matryoshka_dims [64, 8]: 64 is larger"),
+    ("matryoshka-weights-short", _train("loss.matryoshka_dims=[16, 8]", "loss.matryoshka_weights=[1]"),
+     "loss.matryoshka_weights"),
+    ("data-split-missing", _train("data.train_file={saved-dataset}", "data.split=test"), "no split 'test'"),
     ("attention-unknown", _train("model.attn_implementation=bogus"), "model.attn_implementation"),
     ("attention-absent", _train("model.attn_implementation=flash_attention_2"), "flash_attention_2"),
     ("bf16-on-cpu", _train("train.bf16=true"), "train.bf16"),
@@ -229,6 +241,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-st-model-is-causal-lm", ["eval", "--st-model", "{model}", "--tasks", "STSBenchmark", "--data-dir",
                                     "{sts-binary}"], "--st-model"),
     ("eval-batch-0", [*EVAL, "--adapter", "{adapter}", "--encode-batch-size", "0"], "--encode-batch-size"),
+    ("eval-dim-0", [*EVAL, "--adapter", "{adapter}", "--dim", "0"], "--dim must be >= 1"),
     ("eval-prompt-no-slot", [*EVAL, "--adapter", "{adapter}", "--prompt", "hello"], "--prompt"),
     ("eval-compare-bogus", [*EVAL, "--adapter", "{adapter}", "--compare", "a,b"], "--compare"),
     ("eval-output-is-file", [*EVAL, "--adapter", "{adapter}", "--out", "{file}"], "a-file.txt is a file"),
@@ -243,6 +256,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("export-output-is-adapter", ["export", "--adapter", "{adapter}", "--out", "{adapter}"], "holds the adapter"),
     ("export-inside-adapter", ["export", "--adapter", "{adapter}", "--out", "{adapter}/out"], "inside the adapter"),
     ("export-output-under-file", ["export", "--adapter", "{adapter}", "--out", "{file}/x"], "a-file.txt"),
+    ("export-dim-with-hf", ["export", "--adapter", "{adapter}", "--out", "{root}/e", "--format", "hf", "--dim", "8"],
+     "truncate_dim is a sentence-transformers setting"),
     ("export-device-unknown", ["export", "--adapter", "{adapter}", "--out", "{root}/e", "--device", "tpu9"],
      "--device tpu9"),
     ("export-device-cuda-absent", ["export", "--adapter", "{adapter}", "--out", "{root}/e", "--device", "cuda:7"],

@@ -105,7 +105,7 @@ class DataConfig:
     config: str | None = field(default=None, metadata={"help": "Hub dataset configuration (subset) for hf://owner/name."})
     split: str = field(default="train", metadata={"help": "Split of a hub dataset or of a saved DatasetDict folder."})
     anchor_column: str = field(
-        default="auto", metadata={"help": "Column holding the anchor (query); auto = sent0 or anchor."})
+        default="auto", metadata={"help": "Column holding the anchor (query); auto = sent0, anchor or query."})
     positive_column: str = field(
         default="auto", metadata={"help": "Column holding the positive; auto = sent1 or positive."})
     negative_column: str | None = field(
@@ -114,12 +114,16 @@ class DataConfig:
                           "auto = whichever of hard_neg, negative, negative_1..negative_n, negatives (a list) a row "
                           "has; null = pairs (negatives ignored). Every negative of a row is a candidate."},
     )
+    max_negatives: int | None = field(
+        default=None, metadata={"help": "Keep at most N hard negatives per row (the first ones); null = all."})
     limit: int | None = field(default=None, metadata={"help": "Keep only the first N valid rows (pilot runs)."})
     dedupe: bool = field(default=True, metadata={"help": "Drop exact duplicate rows."})
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise CFTError(f"data.limit must be >= 1 or null (got {self.limit})")
+        if self.max_negatives is not None and self.max_negatives < 0:
+            raise CFTError(f"data.max_negatives must be >= 0 or null (got {self.max_negatives}); 0 trains pairs")
         for name in ("anchor_column", "positive_column", "split"):
             if not str(getattr(self, name)).strip():
                 raise CFTError(f"data.{name} is empty; give a name (columns: or auto)")

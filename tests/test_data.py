@@ -137,6 +137,15 @@ def test_sentence_transformers_columns_and_several_negatives_need_no_mapping(tmp
     triplets, report = load_triplets(DataConfig(train_file=str(write(tmp_path / f"st{suffix}", ST_ROWS))))
     assert [t.negatives for t in triplets] == [("nobody plays", "a dog sleeps", "rain falls"), ("adults fast",), ()]
     assert report.pairs_without_negative == 1 and "anchor anchor, positive positive" in report.summary()
+    first_two, _ = load_triplets(DataConfig(train_file=str(tmp_path / f"st{suffix}"), max_negatives=2))
+    assert first_two[0].negatives == ("nobody plays", "a dog sleeps")
+
+
+def test_msmarco_style_query_column_is_an_anchor(tmp_path):
+    """sentence-transformers' mined MS MARCO sets name the anchor `query`."""
+    path = write(tmp_path / "m.jsonl", [{"query": "q", "positive": "p", "negative_1": "n1", "negative_2": "n2"}])
+    (triplet,), _ = load_triplets(DataConfig(train_file=str(path)))
+    assert (triplet.anchor, triplet.positive, triplet.negatives) == ("q", "p", ("n1", "n2"))
 
 
 def test_a_list_column_of_negatives_and_a_single_negative_column(tmp_path):
@@ -183,12 +192,12 @@ def test_a_hub_dataset_offline_is_one_clear_error(monkeypatch):
 
 
 def test_missing_columns_list_the_names_recognised_without_a_mapping(tmp_path):
-    path = write(tmp_path / "q.jsonl", [{"query": "a", "passage": "b"}])
-    with pytest.raises(CFTError, match=r"missing column\(s\) sent0, sent1; found query, passage. Recognised without "
-                                       r"a mapping: anchor sent0 or anchor, positive sent1 or positive"):
+    path = write(tmp_path / "q.jsonl", [{"question": "a", "passage": "b"}])
+    with pytest.raises(CFTError, match=r"missing column\(s\) sent0, sent1; found question, passage. Recognised "
+                                       r"without a mapping: anchor sent0 or anchor or query, positive sent1 or positive"):
         load_triplets(DataConfig(train_file=str(path)))
     with pytest.raises(CFTError, match=r"missing column\(s\) neg_b"):
-        load_triplets(DataConfig(train_file=str(path), anchor_column="query", positive_column="passage",
+        load_triplets(DataConfig(train_file=str(path), anchor_column="question", positive_column="passage",
                                  negative_column="neg_b"))
 
 

@@ -124,3 +124,18 @@ def test_export_refuses_a_template_that_is_more_than_a_prefix(adapter, tmp_path)
     (copy / "cft_metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(CFTError, match=r"model.document_template must contain '\{\}' exactly once"):
         export_adapter(str(copy), tmp_path / "out", fmt="st", device="cpu")
+
+
+def test_the_retrieval_recipe_uses_prompts_per_role_and_matryoshka_and_reads_its_data_unmapped():
+    from pathlib import Path
+
+    from cft.data.triplets import resolve_columns
+    from cft.export.st_model import st_prompts
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m-retrieval.yaml")
+    prompts = recipe.model.prompts()
+    assert not prompts.is_symmetric and max(recipe.loss.matryoshka_dims) == 576  # SmolLM2-135M's hidden size
+    assert st_prompts(prompts) == {"query": "query: ", "document": "passage: "}  # exportable as it is
+    row = {"query": "q", "positive": "p", "negative": "n"}  # the columns of the dataset's `triplet` config
+    columns = resolve_columns(recipe.data, row, "row")
+    assert (columns.anchor, columns.positive, columns.of_row(row)) == ("query", "positive", ("negative",))

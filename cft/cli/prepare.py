@@ -13,11 +13,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "prepare",
         help="validate and convert a triplet file",
-        description="Reads triplets (csv, tsv, jsonl, parquet, hf://...), drops empty rows and duplicates, and "
-                    "writes the clean triplets with columns sent0, sent1, hard_neg in the format --out's extension "
-                    "names (.csv, .tsv, .jsonl, .json (JSON lines), .parquet).",
+        description="Reads triplets (csv, tsv, jsonl, json, parquet, a datasets folder, hf://...), drops empty rows "
+                    "and duplicates, and writes the clean rows with columns sent0, sent1, hard_neg (and negative_2 "
+                    "... when rows have several hard negatives) in the format --out's extension names (.csv, .tsv, "
+                    ".jsonl, .json (JSON lines), .parquet).",
     )
-    parser.add_argument("input", help="triplet file or hf://<owner>/<dataset>/<file>")
+    parser.add_argument("input", help="triplet file, a folder saved with datasets, or hf://<owner>/<dataset>[/<file>]")
     add_out(parser, metavar="FILE", help="write the cleaned triplets here; .csv, .tsv, .jsonl, .json or .parquet")
     parser.add_argument("--columns", default=None,
                         help="column mapping, e.g. sent0=premise,sent1=hypothesis,hard_neg=contradiction "

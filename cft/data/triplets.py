@@ -3,7 +3,7 @@
 CSV, TSV, JSONL, a JSON array, Parquet, a folder saved with `datasets` (`save_to_disk`), a file of a hub dataset
 (`hf://owner/name/file.csv`) or a hub dataset itself (`hf://owner/name` with `data.config` and `data.split`).
 Column names are recognised without a mapping: SimCSE's (`sent0`, `sent1`, `hard_neg`) and sentence-transformers'
-(`anchor`, `positive`, `negative`, `negative_1` ... `negative_n`), and a list column `negatives`.
+(`anchor` or `query`, `positive`, `negative`, `negative_1` ... `negative_n`), and a list column `negatives`.
 
 Rows with an empty, whitespace-only or missing anchor or positive are dropped and counted, so a user sees how much
 of the file was usable; empty hard negatives are left out, and a row with none left is a pair. Problems with the
@@ -31,7 +31,7 @@ HF_PREFIX = "hf://"
 MAX_FIELD_CHARS = 2**31 - 1
 AUTO = "auto"
 # Names recognised when a column is `auto`, first match wins: SimCSE's, then sentence-transformers'.
-ANCHOR_NAMES = ("sent0", "anchor")
+ANCHOR_NAMES = ("sent0", "anchor", "query")
 POSITIVE_NAMES = ("sent1", "positive")
 NEGATIVE_NAMES = ("hard_neg", "negative")
 NEGATIVES_LIST = "negatives"
@@ -302,8 +302,9 @@ def resolve_columns(config: DataConfig, row: dict[str, Any], where: str) -> Colu
     return Columns(anchor, positive, negatives)  # type: ignore[arg-type]
 
 
-def _negatives(row: dict[str, Any], columns: tuple[str, ...]) -> tuple[str, ...]:
-    """Every non-empty hard negative of the row, in column order; a column may hold a text or a list of texts."""
+def _negatives(row: dict[str, Any], columns: tuple[str, ...], limit: int | None = None) -> tuple[str, ...]:
+    """The row's distinct non-empty hard negatives in column order (the first `limit`); a column may hold a text
+    or a list of texts."""
     found: list[str] = []
     for name in columns:
         value = row.get(name)
@@ -311,7 +312,7 @@ def _negatives(row: dict[str, Any], columns: tuple[str, ...]) -> tuple[str, ...]
             text = _clean(item)
             if text is not None and text not in found:
                 found.append(text)
-    return tuple(found)
+    return tuple(found[:limit])
 
 
 def load_triplets(config: DataConfig) -> tuple[list[Triplet], DataReport]:
@@ -342,7 +343,7 @@ def load_triplets(config: DataConfig) -> tuple[list[Triplet], DataReport]:
             if positive is None:
                 report.drop(f"empty or missing {columns.positive}")
                 continue
-            triplet = Triplet(anchor, positive, _negatives(row, columns.of_row(row)))
+            triplet = Triplet(anchor, positive, _negatives(row, columns.of_row(row), config.max_negatives))
             if config.dedupe:
                 if triplet in seen:
                     report.drop("duplicate row")

@@ -3,8 +3,10 @@
 mteb hands an encoder a `DataLoader` of dicts with a "text" key, plus the task's metadata and a `prompt_type`
 (`query`, `document`, or None for symmetric tasks such as STS). Our encoders take a plain list of strings, so the
 adapter drains the loader, adds the retrieval instruction, encodes each distinct text once (in one call, so the
-encoder can sort the whole list by length) and returns float32 numpy rows in input order. The prompt template
-(e.g. PromptEOL's) is applied by the encoder itself, as in training.
+encoder can sort the whole list by length) and returns float32 numpy rows in input order. Prompt templates are
+per role, as in training: queries take the query template, documents the document template, and both sides of a
+symmetric task (STS) the query template, as MTEB's convention does; a cft encoder applies them itself. `dim` keeps a
+Matryoshka prefix of every embedding.
 
 mteb caches results under `<name>/<revision>/[<experiment>/]<task>.json`. The revision is the encoder's own
 (`TextEncoder.revision` is a hash of the adapter weights); everything else that changes the embedding (prompt

@@ -67,11 +67,13 @@ def _config_summary(config: dict[str, Any]) -> list[tuple[str, Any]]:
     picks = [
         ("name", ("name",)), ("model", ("model", "name_or_path")), ("gguf_file", ("model", "gguf_file")),
         ("pooling", ("model", "pooling")), ("max_length", ("model", "max_length")),
-        ("prompt_template", ("model", "prompt_template")), ("train_file", ("data", "train_file")),
+        ("prompt_template", ("model", "prompt_template")), ("query_template", ("model", "query_template")),
+        ("document_template", ("model", "document_template")), ("train_file", ("data", "train_file")),
         ("lora r / alpha", None), ("target_modules", ("lora", "target_modules")),
         ("batch_size", ("train", "batch_size")), ("learning_rate", ("train", "learning_rate")),
         ("max_steps", ("train", "max_steps")), ("num_epochs", ("train", "num_epochs")),
         ("temperature", ("train", "temperature")), ("grad_cache_chunk_size", ("train", "grad_cache_chunk_size")),
+        ("matryoshka_dims", ("loss", "matryoshka_dims")),
     ]
 
     def get(path: tuple[str, ...]) -> Any:

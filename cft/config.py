@@ -165,8 +165,8 @@ class TrainSettings:
     grad_cache_chunk_size: int | str = field(
         default="auto",
         metadata={"help": "GradCache: embed the batch in chunks of this many sentences (a batch of B rows with k hard "
-                          "negatives each has (2 + k)B sentences), for contrastive batches larger than fit in memory, same gradients. auto "
-                          "(default) = measure the data's worst batch before training and turn it on with a chunk "
+                          "negatives each has (2 + k)B sentences), for contrastive batches larger than fit in memory, "
+                          "same gradients. auto (default) = measure the data's worst batch before training and turn it on with a chunk "
                           "that fits only when needed; 0 = off; N = chunks of N (an error if it cannot fit)."},
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})

@@ -137,6 +137,7 @@ def test_sentence_transformers_columns_and_several_negatives_need_no_mapping(tmp
     triplets, report = load_triplets(DataConfig(train_file=str(write(tmp_path / f"st{suffix}", ST_ROWS))))
     assert [t.negatives for t in triplets] == [("nobody plays", "a dog sleeps", "rain falls"), ("adults fast",), ()]
     assert report.pairs_without_negative == 1 and "anchor anchor, positive positive" in report.summary()
+    assert "4 hard negatives, up to 3 per row" in report.summary()
     first_two, _ = load_triplets(DataConfig(train_file=str(tmp_path / f"st{suffix}"), max_negatives=2))
     assert first_two[0].negatives == ("nobody plays", "a dog sleeps")
 

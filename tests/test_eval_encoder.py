@@ -111,6 +111,11 @@ def test_dim_keeps_a_normalized_prefix_and_refuses_more_than_the_embedding():
         MTEBEncoder(Wide(), dim=4).encode(_loader(["a"]), task_metadata=STS12, hf_split="test", hf_subset="default")
 
 
+def test_an_instruction_with_a_placeholder_follows_the_same_rule():
+    with pytest.raises(CFTError, match=r"--document-instruction must contain '\{\}' exactly once"):
+        MTEBEncoder(EchoEncoder(), document_instruction="passage: {} {}")
+
+
 @pytest.mark.parametrize("template", ["no placeholder", "{} and {}"])
 def test_a_template_needs_exactly_one_placeholder(template):
     with pytest.raises(CFTError, match="exactly once"):

@@ -70,6 +70,8 @@ class DataReport:
     rows_read: int = 0
     kept: int = 0
     pairs_without_negative: int = 0
+    negatives: int = 0
+    most_negatives: int = 0
     columns: str = ""
     dropped: dict[str, int] = field(default_factory=dict)
 
@@ -82,6 +84,9 @@ class DataReport:
         if self.columns:
             lines.append(f"  columns: {self.columns}")
         lines += [f"  dropped {count}: {reason}" for reason, count in sorted(self.dropped.items())]
+        if self.most_negatives > 1:
+            lines.append(f"  {self.negatives} hard negatives, up to {self.most_negatives} per row, each a candidate "
+                         "for every anchor")
         if self.pairs_without_negative:
             lines.append(f"  {self.pairs_without_negative} kept rows have no hard negative (used as pairs)")
         return "\n".join(lines)
@@ -350,6 +355,8 @@ def load_triplets(config: DataConfig) -> tuple[list[Triplet], DataReport]:
                     continue
                 seen.add(triplet)
             triplets.append(triplet)
+            report.negatives += len(triplet.negatives)
+            report.most_negatives = max(report.most_negatives, len(triplet.negatives))
             if not triplet.negatives:
                 report.pairs_without_negative += 1
             if config.limit is not None and len(triplets) >= config.limit:

@@ -128,6 +128,10 @@ class MTEBEncoder(AbsEncoder):
         if self._applies_own:
             encoder.prompts = prompts  # type: ignore[attr-defined]
         self.prompts = prompts
+        for flag, instruction in (("--query-instruction", query_instruction),
+                                  ("--document-instruction", document_instruction)):
+            if instruction and "{}" in instruction:  # a template, under the one rule for "{}"
+                check_template(instruction, flag)
         self.query_instruction = query_instruction or None
         self.document_instruction = document_instruction or None
         self.show_progress = show_progress

@@ -226,3 +226,27 @@ def test_the_collator_puts_every_negative_in_the_batch_and_templates_by_role(tin
     assert batch["n_anchors"] == 3 and batch["n_negatives"] == 3 and batch["input_ids"].shape[0] == 9
     expected = tokenize_with_eos(tokenizer, ["query: q one", "passage: d one", "passage: n two"], 32)
     assert [data[0]["anchor"], data[0]["positive"], data[0]["negatives"][1]] == expected
+
+
+def test_a_hub_dataset_with_a_config_and_a_split_goes_through_datasets_load_dataset(tmp_path, monkeypatch):
+    """`hf://owner/name` is read by `datasets.load_dataset(owner/name, data.config, split=data.split)`. A folder at
+    ./owner/name laid out as a hub dataset repo (README configs) is what load_dataset resolves the id to here, so
+    the real call runs offline."""
+    repo = tmp_path / "acme" / "marco"
+    (repo / "triplet-2").mkdir(parents=True)
+    (repo / "pairs").mkdir()
+    (repo / "README.md").write_text(
+        "---\nconfigs:\n- config_name: triplet-2\n  data_files:\n  - split: train\n    path: triplet-2/train.jsonl\n"
+        "  - split: dev\n    path: triplet-2/dev.jsonl\n- config_name: pairs\n  data_files:\n  - split: train\n"
+        "    path: pairs/train.jsonl\n---\n")
+    write(repo / "triplet-2" / "train.jsonl", [{"query": "q", "positive": "p", "negative_1": "n1", "negative_2": "n2"}])
+    write(repo / "triplet-2" / "dev.jsonl", [{"query": "dq", "positive": "dp", "negative_1": "dn1", "negative_2": ""}])
+    write(repo / "pairs" / "train.jsonl", [{"anchor": "pa", "positive": "pp"}])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    (dev,), _ = load_triplets(DataConfig(train_file="hf://acme/marco", config="triplet-2", split="dev"))
+    assert (dev.anchor, dev.negatives) == ("dq", ("dn1",))
+    (pair,), _ = load_triplets(DataConfig(train_file="hf://acme/marco", config="pairs"))
+    assert (pair.anchor, pair.negatives) == ("pa", ())
+    with pytest.raises(CFTError, match=r"hf://acme/marco \(data.config nope, data.split train\): cannot load it .*'nope'"):
+        load_triplets(DataConfig(train_file="hf://acme/marco", config="nope"))

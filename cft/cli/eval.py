@@ -53,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="texts per forward pass (default 64)")
     add_deprecated(parser, "--batch-size", new="--encode-batch-size", dest="encode_batch_size", type=int, metavar="N")
     parser.add_argument("--prompt", metavar="TEMPLATE",
-                        help='prompt template with one {} for the text, e.g. \'This sentence : "{}" means in one word:"\' '
-                             "(default: the adapter's own; '' for none)")
+                        help='prompt template with one {} for every text, queries and documents alike, e.g. '
+                             '\'This sentence : "{}" means in one word:"\' (default: the adapter\'s own query and '
+                             "document templates, STS taking the query one; '' for none)")
     parser.add_argument("--query-instruction", metavar="TEXT",
                         help='retrieval: put before each query (or a template with {}); "mteb" = the task\'s own instruction')
     parser.add_argument("--document-instruction", metavar="TEXT", help="retrieval: put before each document")

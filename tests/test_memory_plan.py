@@ -135,3 +135,10 @@ def test_shipped_smollm2_recipe_on_a_24_gb_machine_picks_grad_cache(monkeypatch)
     assert recipe.train.grad_cache_chunk_size == "auto" and plan.rows == 3 * recipe.train.batch_size
     assert plan.need(plan.rows) > 24e9  # measured ~26 GiB: the whole batch at once would be killed
     assert 0 < plan.chunk < plan.rows and plan.need(plan.chunk) < 0.85 * 24e9
+
+
+def test_the_worst_batch_counts_every_row_with_the_most_hard_negatives():
+    """Rows have 0 to 3 hard negatives: a batch of 4 may draw four rows with 3, so 4 x (2 + 3) sentences."""
+    items = [{"anchor": [1] * 5, "positive": [1] * 4, "negatives": [[1] * 3] * (n % 4)} for n in range(12)]
+    rows, width, _ = worst_batch(items, 4)
+    assert (rows, width) == (20, 5)

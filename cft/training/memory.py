@@ -209,7 +209,8 @@ def worst_batch(items: Sequence[dict[str, Any]], batch_size: int) -> tuple[int, 
         return [item["anchor"], item["positive"], *item["negatives"]]
 
     longest_items = sorted(items, key=lambda item: max(len(row) for row in rows_of(item)), reverse=True)[:batch_size]
-    rows = sum(len(rows_of(item)) for item in longest_items)
+    # a batch may draw the rows with the most hard negatives: each of its items counts with the most any row has
+    rows = min(batch_size, len(items)) * max(len(rows_of(item)) for item in items)
     sentences = sorted((row for item in longest_items for row in rows_of(item)), key=len, reverse=True)
     return rows, len(sentences[0]), sentences
 

@@ -250,3 +250,14 @@ def test_a_hub_dataset_with_a_config_and_a_split_goes_through_datasets_load_data
     assert (pair.anchor, pair.negatives) == ("pa", ())
     with pytest.raises(CFTError, match=r"hf://acme/marco \(data.config nope, data.split train\): cannot load it .*'nope'"):
         load_triplets(DataConfig(train_file="hf://acme/marco", config="nope"))
+
+
+def test_named_negative_columns_comma_separated(tmp_path):
+    rows = [{"question": "q", "answer": "a", "wrong_a": "w1", "wrong_b": "w2", "hard_neg": "ignored"}]
+    path = write(tmp_path / "named.jsonl", rows)
+    (triplet,), report = load_triplets(DataConfig(train_file=str(path), anchor_column="question",
+                                                  positive_column="answer", negative_column="wrong_a, wrong_b"))
+    assert triplet.negatives == ("w1", "w2") and "negatives wrong_a, wrong_b" in report.summary()
+    (pair,), _ = load_triplets(DataConfig(train_file=str(path), anchor_column="question", positive_column="answer",
+                                          negative_column=None))
+    assert pair.negatives == ()

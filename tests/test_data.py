@@ -261,3 +261,13 @@ def test_named_negative_columns_comma_separated(tmp_path):
     (pair,), _ = load_triplets(DataConfig(train_file=str(path), anchor_column="question", positive_column="answer",
                                           negative_column=None))
     assert pair.negatives == ()
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.tsv", "out.jsonl", "out.json", "out.parquet"])
+def test_prepare_writes_every_negative_in_each_format(tmp_path, name, capsys):
+    from cft.cli.main import main
+
+    source = write(tmp_path / "st.jsonl", ST_ROWS)
+    assert main(["prepare", str(source), "--out", str(tmp_path / name)]) == 0
+    again, _ = load_triplets(DataConfig(train_file=str(tmp_path / name)))
+    assert [t.negatives for t in again] == [("nobody plays", "a dog sleeps", "rain falls"), ("adults fast",), ()]

@@ -334,7 +334,19 @@ def test_first_rows_must_parse_with_the_recipes_columns(launch, capsys):
     assert "its first 2 rows parse with columns sent0, sent1, hard_neg" in checks["data"][1]
     code, checks = run_json([*base_args(secrets), "--set", "data.train_file=hf://cft-org/nli/bad.csv"],
                             ("data",), capsys)
-    assert checks["data"][1].startswith("hf://cft-org/nli/bad.csv:2: missing column(s) sent0, sent1, hard_neg")
+    # sent0 and sent1 (or their sentence-transformers names) are needed; hard negatives are optional
+    assert checks["data"][1].startswith("hf://cft-org/nli/bad.csv:2: missing column(s) sent0, sent1; found premise")
+
+
+def test_a_folder_saved_with_datasets_is_data_and_its_columns_are_named(launch, capsys):
+    import datasets
+
+    _, secrets = launch
+    rows = [{"query": "q", "positive": "p", "negative_1": "n1", "negative_2": "n2"}]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk("data/saved")
+    code, checks = run_json([*base_args(secrets), "--set", "data.train_file=data/saved"], ("data",), capsys)
+    assert (code, checks["data"]) == (0, ("ok", "data/saved: the first 1 rows parse with columns query, positive, "
+                                                "negative_1, negative_2"))
 
 
 def test_a_bad_set_fails_the_recipe_and_skips_what_needs_it(launch, capsys):

@@ -73,6 +73,7 @@ class DataReport:
     negatives: int = 0
     most_negatives: int = 0
     columns: str = ""
+    column_names: tuple[str, ...] = ()  # anchor, positive, and the first row's negative columns
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -230,9 +231,14 @@ def _iter_hub(spec: str, config: DataConfig) -> Iterator[tuple[int, dict[str, An
     yield from rows
 
 
+def is_saved_dataset(path: Path) -> bool:
+    """A folder written by `datasets`' `save_to_disk` (a Dataset or a DatasetDict)."""
+    return path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file())
+
+
 def _iter_file(path: Path, split: str = "train") -> Iterator[tuple[int, dict[str, Any]]]:
     if path.is_dir():
-        if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
+        if is_saved_dataset(path):
             yield from _iter_saved_dataset(path, split)
             return
         raise CFTError(f"{path}: is a folder, but not one saved by datasets' save_to_disk; give a triplet file "
@@ -336,6 +342,7 @@ def load_triplets(config: DataConfig) -> tuple[list[Triplet], DataReport]:
             if columns is None:
                 columns = resolve_columns(config, row, f"{source}:{number}")
                 report.columns = columns.describe()
+                report.column_names = (columns.anchor, columns.positive, *columns.of_row(row))
             report.rows_read += 1
             if None in row:  # csv.DictReader puts surplus fields under the None key
                 report.drop("more fields than the header")

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from cft.config import DataConfig
-from cft.data.triplets import HF_PREFIX, load_triplets
+from cft.data.triplets import HF_PREFIX, is_saved_dataset, load_triplets
 from cft.errors import CFTError
 import cft.preflight.hub as hub
 from cft.preflight.job import JobSpec, node_problem
@@ -23,16 +23,13 @@ ROWS = 100
 HEAD_BYTES = 256 * 1024
 
 
-def _columns(config: DataConfig) -> str:
-    return ", ".join(c for c in (config.anchor_column, config.positive_column, config.negative_column) if c)
-
-
-def _parse_first_rows(config: DataConfig, path: Path, shown_as: str) -> int:
+def _parse_first_rows(config: DataConfig, path: Path, shown_as: str) -> tuple[int, str]:
+    """(rows parsed, the columns they were read from: anchor, positive, the first row's hard negatives)."""
     try:
-        triplets, _ = load_triplets(dataclasses.replace(config, train_file=str(path), limit=ROWS, dedupe=False))
+        triplets, report = load_triplets(dataclasses.replace(config, train_file=str(path), limit=ROWS, dedupe=False))
     except CFTError as error:
         raise CheckFailed(str(error).replace(str(path), shown_as)) from None
-    return len(triplets)
+    return len(triplets), ", ".join(report.column_names)
 
 
 def check(config: DataConfig, job: JobSpec) -> str:
@@ -43,13 +40,13 @@ def check(config: DataConfig, job: JobSpec) -> str:
     if source.startswith(HF_PREFIX):
         return _on_hub(config, source)
     path = Path(source).expanduser()
-    if not path.is_file():
+    if not (path.is_file() or is_saved_dataset(path)):
         raise CheckFailed(f"data.train_file {source}: {'is a folder' if path.is_dir() else 'file not found'}")
     problem = node_problem(path, job.workdir)
     if problem:
         raise CheckFailed(f"data.train_file {source} {problem}")
-    rows = _parse_first_rows(config, path, source)
-    return f"{source}: the first {rows} rows parse with columns {_columns(config)}"
+    rows, columns = _parse_first_rows(config, path, source)
+    return f"{source}: the first {rows} rows parse with columns {columns}"
 
 
 def _on_hub(config: DataConfig, source: str) -> str:
@@ -76,8 +73,8 @@ def _on_hub(config: DataConfig, source: str) -> str:
     with tempfile.TemporaryDirectory(prefix="cft-check-") as folder:
         sample = Path(folder) / f"head{suffix}"
         sample.write_bytes(head)
-        rows = _parse_first_rows(config, sample, source)
-    return f"{source}: on {hub.endpoint()} ({size}); its first {rows} rows parse with columns {_columns(config)}"
+        rows, columns = _parse_first_rows(config, sample, source)
+    return f"{source}: on {hub.endpoint()} ({size}); its first {rows} rows parse with columns {columns}"
 
 
 def _head(repo: str, file_name: str, size: int | None) -> bytes:

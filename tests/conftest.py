@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from transformers import TrainerCallback
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `notify run` records every job it wraps; the suite's go to a folder of their own, not the user's ~/.local/state.
+os.environ.setdefault("NOTIFY_STATE_DIR", tempfile.mkdtemp(prefix="cft-notify-state-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CFT_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -109,8 +109,11 @@ class AppriseClient:
     def _attempts(self, sender: Any, body: str, title: str, kind: str, fmt: Any, deadline: float,
                   outcome: dict[str, Any]) -> None:
         backoff = 0.25
-        while outcome["attempts"] < MAX_ATTEMPTS and deadline - time.monotonic() > 0.05:
+        while outcome["attempts"] < MAX_ATTEMPTS and (remaining := deadline - time.monotonic()) > 0.05:
             outcome["attempts"] += 1
+            for service in sender:  # Apprise's worker threads are joined at exit: bound them, not only us
+                service.socket_connect_timeout = min(remaining, 3.0)
+                service.socket_read_timeout = remaining
             capture = _LastWarning()
             logging.getLogger("apprise").addHandler(capture)
             try:

@@ -49,11 +49,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                      "(default), or stop it by passing SIGHUP on")
     run.add_argument("--notify-start", action="store_true", help="also notify when the command starts")
     run.add_argument("--log-dir", type=Path, default=Path("logs"), help="folder for the log file (default: logs)")
-    run.add_argument("--bucket", help="bucket root (local folder or s3://...) for the manifest and the log "
+    run.add_argument("--bucket", "-b", help="bucket root (local folder or s3://...) for the manifest and the log "
                      "(default: env BUCKET)")
     run.add_argument("--run-id", help="run id (default: env RUN_ID, SKYPILOT_TASK_ID, or a timestamp); "
                      "exported to CMD as RUN_ID")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command to run")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="the command to run, after --")
 
     send = commands.add_parser("send", help="send one notification; exits 1 when it was not delivered",
                                epilog='example: python -m notify send "eval done: STS mean 83.9" --priority high')

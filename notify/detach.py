@@ -42,9 +42,10 @@ def launch(options: RunOptions, env: Mapping[str, str], use_tmux: bool = True, p
     env = dict(env)
     name = sanitize_run_id(options.name or Path(options.command[0]).name) or "run"
     tmux = shutil.which("tmux", path=env.get("PATH")) if use_tmux else None
-    if tmux and _tmux(tmux, ["has-session", "-t", f"={name}"], env).returncode == 0:
+    session = name.replace(".", "_")  # tmux reads '.' in a target as a pane separator
+    if tmux and _tmux(tmux, ["has-session", "-t", f"={session}"], env).returncode == 0:
         raise DetachError(f"--name {name}: a tmux session of that name exists; choose another --name, or end it "
-                          f"with: tmux kill-session -t {name}")
+                          f"with: tmux kill-session -t {session}")
     options.log_dir.mkdir(parents=True, exist_ok=True)
     job = RunOptions(
         command=options.command, name=name, notify_start=options.notify_start, log_dir=options.log_dir.absolute(),
@@ -52,7 +53,7 @@ def launch(options: RunOptions, env: Mapping[str, str], use_tmux: bool = True, p
         # in tmux, a hang-up means the session was killed on purpose; outside it none can come
         on_hangup="stop" if tmux else "keep",
         log_file=log_path_for(options.log_dir.absolute(), name, env), job_id=jobs.new_job_id(name),
-        tmux=name if tmux else None,
+        tmux=session if tmux else None,
     )
     folder = jobs.state_dir(env)
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,9 +66,9 @@ def launch(options: RunOptions, env: Mapping[str, str], use_tmux: bool = True, p
     try:
         process = None
         if tmux:
-            done = _tmux(tmux, ["new-session", "-d", "-s", name, "-c", os.getcwd(), shlex.join(argv)], env)
+            done = _tmux(tmux, ["new-session", "-d", "-s", session, "-c", os.getcwd(), shlex.join(argv)], env)
             if done.returncode != 0:
-                raise DetachError(f"tmux new-session -s {name} failed: {' '.join(done.stderr.split())}")
+                raise DetachError(f"tmux new-session -s {session} failed: {' '.join(done.stderr.split())}")
         else:
             with open(errors, "ab") as err:
                 process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -76,8 +77,8 @@ def launch(options: RunOptions, env: Mapping[str, str], use_tmux: bool = True, p
     finally:
         spec.unlink(missing_ok=True)  # read by the job by now, or never to be read
     if tmux:
-        print(f"{name} runs in tmux session {name} (see it: tmux attach -t {name}; stop it: "
-              f"tmux kill-session -t {name})", file=out)
+        print(f"{name} runs in tmux session {session} (see it: tmux attach -t {session}; stop it: "
+              f"tmux kill-session -t {session})", file=out)
     else:
         print(f"{name} runs detached as pid {record.pid}, immune to hang-ups (stop it: kill {record.pid})", file=out)
     print(f"log: {record.log}", file=out)

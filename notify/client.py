@@ -234,16 +234,3 @@ class NtfyClient:
                 time.sleep(pause)
                 backoff *= 2
 
-
-def notify(
-    message: str,
-    title: str | None = None,
-    priority: int | str | None = None,
-    tags: Iterable[str] | str | None = None,
-    click: str | None = None,
-    markdown: bool = True,
-    env: Mapping[str, str] = os.environ,
-) -> bool:
-    """Publish one notification configured from ``NTFY_*`` in ``env``; never raises, returns delivered-or-not."""
-    client = NtfyClient.from_env(env)
-    return client.publish(message, title=title, priority=priority, tags=tags, click=click, markdown=markdown)

@@ -66,3 +66,18 @@ class Notifier:
         for worker in workers:
             worker.join()  # each channel returns within its own deadline
         return len(results) == len(self.channels) and all(results)
+
+
+def notify(
+    message: str,
+    title: str | None = None,
+    priority: int | str | None = None,
+    tags: Iterable[str] | str | None = None,
+    click: str | None = None,
+    markdown: bool = True,
+    env: Mapping[str, str] = os.environ,
+) -> bool:
+    """Publish one notification configured from ``env`` (``NTFY_*``, ``APPRISE_URLS``); never raises, returns
+    whether every channel delivered it."""
+    return Notifier.from_env(env).publish(message, title=title, priority=priority, tags=tags, click=click,
+                                          markdown=markdown)

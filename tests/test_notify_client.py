@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from notify.client import NtfyClient, notify, parse_priority
+from notify.client import NtfyClient, parse_priority
+from notify.notifier import notify
 from notify.testing import FakeNtfyServer
 
 REPO = Path(__file__).resolve().parents[1]

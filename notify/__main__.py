@@ -4,6 +4,7 @@ jobs of this machine), ``event`` (SkyPilot callback). The commands are defined i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from notify.cli import add_commands, dispatch
@@ -22,7 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return dispatch(args, parser)
+    try:
+        return dispatch(args, parser)
+    except BrokenPipeError:  # `notify ls | head`: the reader has had what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from notify.client import MAX_ATTEMPTS, _deadline_from, _truncate
+from notify.client import MAX_ATTEMPTS, _truncate
 from notify.redact import text_redactor
 
 ENV_NAME = "APPRISE_URLS"

@@ -139,7 +139,9 @@ def table(records: list[JobRecord]) -> str:
 
     rows = [("NAME", "STATE", "STARTED", "DURATION", "LOG")]
     for r in records:
-        started = datetime.fromisoformat(r.started_at).astimezone().strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
+        started = "-"
+        if r.started_at:
+            started = datetime.fromisoformat(r.started_at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         duration = r.duration_s()
         rows.append((r.name, r.current_state(), started, format_duration(duration) if duration is not None else "-",
                      r.log))

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import termios
-import threading
 import time
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def tmux_dir():
 
 def _env(tmp_path: Path, server_url: str | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("NTFY_", "SKYPILOT_", "AWS_", "TMUX")) and k not in ("RUN_ID", "BUCKET", "APPRISE_URLS")}
+           if not k.startswith(("NTFY_", "SKYPILOT_", "AWS_", "TMUX", "APPRISE_")) and k not in ("RUN_ID", "BUCKET")}
     env.update(PYTHONPATH=str(REPO), NTFY_DEADLINE="2", NOTIFY_STATE_DIR=str(tmp_path / "state"))
     if server_url:
         env.update(NTFY_TOPIC="cft-test", NTFY_SERVER=server_url)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from notify.client import MAX_ATTEMPTS, _truncate
+from notify.client import MAX_ATTEMPTS, truncate
 from notify.redact import text_redactor
 
 ENV_NAME = "APPRISE_URLS"
@@ -85,7 +85,7 @@ class AppriseClient:
         if isinstance(tags, str):
             tags = tags.split(",")
         kind = next((_TYPES[t.strip()] for t in tags or () if t.strip() in _TYPES), "info")
-        body = _truncate(redact(message or "") + (f"\n\n{redact(click)}" if click else ""))
+        body = truncate(redact(message or "") + (f"\n\n{redact(click)}" if click else ""))
         sender = apprise.Apprise()
         if not sender.add(self.url):
             self._say(f"notification not sent to {where}: not a URL the installed apprise understands")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, TextIO
 
 from notify.apprise_client import AppriseClient, urls_from_env
-from notify.client import NtfyClient, _deadline_from
+from notify.client import NtfyClient, deadline_from
 
 
 class Channel(Protocol):
@@ -34,7 +34,7 @@ class Notifier:
         channels: list[Channel] = []
         if env.get("NTFY_TOPIC", "").strip() or not urls:
             channels.append(NtfyClient.from_env(env, stderr=stderr))
-        deadline = _deadline_from(env)
+        deadline = deadline_from(env)
         channels += [AppriseClient(url, deadline, env=env, stderr=stderr) for url in urls]
         return cls(channels)
 

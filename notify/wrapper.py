@@ -8,9 +8,10 @@ It exits with CMD's exit code (128+N when CMD died of signal N) whatever happens
 upload, and those add a bounded few seconds at most.
 
 A hang-up (the SSH connection dropped) leaves CMD running by default (``--on-hangup keep``): the job is what
-costs money, the terminal is not. CMD's life is tied to the wrapper's on Linux (a parent-death signal), so a
-wrapper killed with SIGKILL does not leave an untracked job behind; ``--detach`` (``notify.detach``) is the way
-to a job that outlives its terminal on purpose. Every run leaves a record for ``notify ls`` (``notify.jobs``).
+costs money, the terminal is not. CMD's life is tied to the wrapper's on Linux (a parent-death signal, passed on
+to CMD's whole process group by ``notify.guard``), so a wrapper killed with SIGKILL leaves no untracked job;
+``--detach`` (``notify.detach``) is the way to a job that outlives its terminal on purpose. Every run leaves a
+record for ``notify ls`` (``notify.jobs``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from notify import jobs, report
+from notify import guard, jobs, report
 from notify.notifier import Notifier
 from notify.redact import StreamRedactor, text_redactor
 from notify.run_identity import resolve_run_id, sanitize_run_id, timestamp
@@ -251,13 +252,16 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
         with open(log_path, "wb") as log:
             try:
                 # A session of its own: the command and its children get exactly the signals we forward.
+                tie = _die_with_parent()
+                # The guard passes the parent-death signal on to CMD's whole process group (notify/guard.py).
+                guarded = [sys.executable, "-I", "-S", guard.__file__, str(os.getpid())] if tie else []
                 state.process = subprocess.Popen(
-                    options.command,
+                    guarded + options.command,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     env=child_env,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=tie,
                 )
             except OSError as exc:
                 message = f"cannot run {options.command[0]!r}: {exc.strerror or exc}\n"

@@ -268,11 +268,14 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-def test_sigkill_of_the_wrapper_takes_its_command_with_it(tmp_path):
+@pytest.mark.parametrize("script", [
+    "echo $$ > {pid}; touch {ready}; exec sleep 60",  # CMD itself
+    "sleep 60 & echo $! > {pid}; touch {ready}; wait",  # a shell's child: the signal must reach the whole group
+], ids=["command", "shell-child"])
+def test_sigkill_of_the_wrapper_takes_its_command_with_it(tmp_path, script):
     env = _base_env(None, NOTIFY_STATE_DIR=str(tmp_path / "state"))
     pid_file = tmp_path / "pid"
-    script = f"echo $$ > {pid_file}; touch {tmp_path / 'ready'}; exec sleep 60"
-    wrapper = _start_wrapper(tmp_path, env, script)
+    wrapper = _start_wrapper(tmp_path, env, script.format(pid=pid_file, ready=tmp_path / "ready"))
     child = int(pid_file.read_text())
     wrapper.kill()  # SIGKILL: the wrapper can do nothing about it
     wrapper.wait(timeout=10)

@@ -36,9 +36,9 @@ from notify.redact import StreamRedactor, text_redactor
 from notify.run_identity import resolve_run_id, sanitize_run_id, timestamp
 from notify.storage import read_manifest, run_prefix, upload_log
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# What the child gets when its wrapper dies: SIGTERM, so a launcher (torchrun, accelerate) can pass it on to its
-# workers and a trainer can stop as it would on preemption; SIGKILL would orphan the launcher's workers.
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP only with --on-hangup stop
+# What the guard, and through it CMD's process group, gets when the wrapper dies: SIGTERM, so a launcher
+# (torchrun, accelerate) can stop its workers and a trainer can stop as it would on preemption.
 PARENT_DEATH_SIGNAL = signal.SIGTERM
 _PR_SET_PDEATHSIG = 1
 DEFAULT_LOCAL_BUCKET = "cft-runs"  # where `cft train` writes when no bucket is given

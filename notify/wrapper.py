@@ -238,6 +238,7 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
         started_at=jobs.now_iso(), run_id=run_id, tmux=options.tmux,
     )
     state = _SignalState(options.on_hangup)
+    recorded = True
     previous = {}
     for signum in FORWARDED_SIGNALS:
         try:
@@ -270,7 +271,7 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
                 code = 126 if isinstance(exc, PermissionError) else 127
             else:
                 record.child_pid = state.process.pid
-                _save(record, env, redact_text)
+                recorded = _save(record, env, redact_text)
                 for signum in state.pending:
                     state.forward(signum)
                 if options.notify_start and notify_all:
@@ -289,7 +290,7 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
         facts.exit_code = code
         facts.signal_received = state.received
         record.state, record.exit_code, record.ended_at = _outcome(facts), code, jobs.now_iso()
-        _save(record, env, redact_text)
+        _save(record, env, redact_text, say=recorded)  # one complaint per run is enough
         _finish(facts, client, bucket, log_path, env, notify_all, starter)
     finally:
         for signum, handler in previous.items():
@@ -297,12 +298,15 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
     return code
 
 
-def _save(record: jobs.JobRecord, env: Mapping[str, str], redact: Callable[[str], str]) -> None:
-    """Write the job's record for ``notify ls``; a failure is one stderr line, never the job's problem."""
+def _save(record: jobs.JobRecord, env: Mapping[str, str], redact: Callable[[str], str], say: bool = True) -> bool:
+    """Write the job's record for ``notify ls``; a failure is one stderr line (if ``say``), never the job's problem."""
     try:
         jobs.write(record, env)
     except OSError as exc:
-        _say(f"job record not written to {jobs.state_dir(env)}: {exc.strerror or exc}", redact)
+        if say:
+            _say(f"job record not written to {jobs.state_dir(env)}: {exc.strerror or exc}", redact)
+        return False
+    return True
 
 
 def _outcome(facts: report.RunFacts) -> str:

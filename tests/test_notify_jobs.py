@@ -195,3 +195,16 @@ def test_cft_notify_is_the_same_command(tmp_path, server, monkeypatch, capsys):
     assert [(p.title, p.body) for p in server.published] == [("t", "from cft")]
     assert main(["notify", "ls"]) == 0
     assert "no wrapped jobs recorded" in capsys.readouterr().out
+
+
+def test_a_state_dir_that_cannot_be_written_never_changes_the_run(tmp_path, server):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env = _env(tmp_path, server.url, NOTIFY_STATE_DIR=str(blocker))
+    done = _notify(env, tmp_path, "run", "--name", "anyway", "--", "bash", "-c", "echo ok; exit 4")
+    assert done.returncode == 4
+    said = [line for line in done.stderr.splitlines() if "job record" in line]
+    assert len(said) == 1 and said[0].startswith(f"notify: job record not written to {blocker}")
+    assert [p.title for p in server.published] == ["anyway failed: exit code 4"]
+    detached = _notify(env, tmp_path, "run", "--detach", "--no-tmux", "--", "true")
+    assert detached.returncode == 2 and detached.stderr.startswith("notify: error: run --detach:")

@@ -134,6 +134,25 @@ def test_detached_job_survives_the_hang_up_of_its_shell_and_notifies_once(tmp_pa
     assert note.title == "survivor succeeded"
 
 
+def test_attached_run_keeps_going_when_its_terminal_hangs_up(tmp_path, server):
+    """No --detach: the wrapper is in the terminal's foreground group and gets the hang-up; by default it keeps CMD."""
+    env = _env(tmp_path, server.url)
+    launcher = f"{sys.executable} -m notify run --name attached -- bash -c 'echo begin; sleep 2; echo end'; exit 0"
+    shell, master = _terminal_shell(launcher, env, tmp_path)
+    assert b"begin" in _read_until(master, b"begin")
+    os.close(master)
+    try:
+        os.killpg(shell.pid, signal.SIGHUP)
+    except ProcessLookupError:
+        pass
+    assert shell.wait(timeout=10) != 0
+    record = _wait(lambda: (r := _records(env, tmp_path)["attached"])["state"] != "running" and r, what="the job")
+    assert record["state"] == "succeeded" and Path(record["log"]).read_text() == "begin\nend\n"
+    _wait(lambda: server.published, what="the notification")
+    time.sleep(0.5)
+    assert [p.title for p in server.published] == ["attached succeeded"]
+
+
 def test_ls_shows_running_succeeded_failed_and_interrupted(tmp_path, server):
     env = _env(tmp_path, server.url)
     assert _notify(env, tmp_path, "run", "--name", "good", "--", "bash", "-c", "exit 0").returncode == 0

@@ -58,12 +58,12 @@ def launch(options: RunOptions, env: Mapping[str, str], use_tmux: bool = True, p
     folder = jobs.state_dir(env)
     folder.mkdir(parents=True, exist_ok=True)
     spec = folder / f".{job.job_id}.spec.json"
-    fd = os.open(spec, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"options": asdict(job), "env": env}, handle, default=str)
     argv = [sys.executable, "-c", _BOOT, _PACKAGE_PARENT, str(spec)]
     errors = folder / f"{job.job_id}.err"
+    fd = os.open(spec, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"options": asdict(job), "env": env}, handle, default=str)
         process = None
         if tmux:
             done = _tmux(tmux, ["new-session", "-d", "-s", session, "-c", os.getcwd(), shlex.join(argv)], env)

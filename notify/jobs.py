@@ -119,6 +119,8 @@ def load_all(env: Mapping[str, str] = os.environ) -> list[JobRecord]:
     known = {f.name for f in fields(JobRecord)}
     records = []
     for path in sorted(state_dir(env).glob("*.json")):
+        if path.name.startswith("."):  # a detached job's description, or a record being written
+            continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             records.append(JobRecord(**{k: v for k, v in data.items() if k in known}))

@@ -55,14 +55,16 @@ def _header_value(text: str) -> str:
         return "=?UTF-8?B?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="
 
 
-def _truncate(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+def truncate(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """At most ``limit`` bytes of UTF-8 (ntfy turns longer messages into attachments), cut on a character."""
     data = message.encode("utf-8")
     if len(data) <= limit:
         return message
     return data[: limit - 4].decode("utf-8", "ignore") + "\n…"
 
 
-def _deadline_from(env: Mapping[str, str]) -> float:
+def deadline_from(env: Mapping[str, str]) -> float:
+    """``NTFY_DEADLINE`` in seconds: the most one notification may take, on every channel."""
     try:
         value = float(env.get("NTFY_DEADLINE", "") or DEFAULT_DEADLINE_S)
     except ValueError:
@@ -100,7 +102,7 @@ class NtfyClient:
             token=env.get("NTFY_TOKEN") or None,
             user=env.get("NTFY_USER") or None,
             password=env.get("NTFY_PASSWORD") or None,
-            deadline=_deadline_from(env),
+            deadline=deadline_from(env),
             env=env,
             stderr=stderr,
         )
@@ -180,7 +182,7 @@ class NtfyClient:
         elif self.user and self.password:
             basic = base64.b64encode(f"{self.user}:{self.password}".encode()).decode("ascii")
             headers["Authorization"] = f"Basic {basic}"
-        body = _truncate(redact(message or "")).encode("utf-8")
+        body = truncate(redact(message or "")).encode("utf-8")
         return headers, body
 
     def _send_bounded(self, headers: dict[str, str], body: bytes) -> bool:
@@ -234,16 +236,3 @@ class NtfyClient:
                 time.sleep(pause)
                 backoff *= 2
 
-
-def notify(
-    message: str,
-    title: str | None = None,
-    priority: int | str | None = None,
-    tags: Iterable[str] | str | None = None,
-    click: str | None = None,
-    markdown: bool = True,
-    env: Mapping[str, str] = os.environ,
-) -> bool:
-    """Publish one notification configured from ``NTFY_*`` in ``env``; never raises, returns delivered-or-not."""
-    client = NtfyClient.from_env(env)
-    return client.publish(message, title=title, priority=priority, tags=tags, click=click, markdown=markdown)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from notify.client import NtfyClient
+from notify.notifier import Notifier
 from notify.redact import redact
 from notify.run_identity import sanitize_run_id
 
@@ -79,7 +79,7 @@ def main(env: Mapping[str, str] = os.environ) -> int:
             print(redact(line, env), file=sys.stderr)
             return 0
         title, message, priority, tags = event
-        NtfyClient.from_env(env).publish(message, title=title, priority=priority, tags=list(tags))
+        Notifier.from_env(env).publish(message, title=title, priority=priority, tags=list(tags))
     except Exception as exc:  # never fail the controller's callback
         print(redact(f"notify: event callback failed: {exc}", env), file=sys.stderr)
     return 0

@@ -16,12 +16,14 @@ MIN_SECRET_LENGTH = 4  # shorter values ("1", "yes") would shred ordinary text
 MASK = "***"
 # Values that are settings, not secrets, whatever the name (TOKENIZERS_PARALLELISM=false is in most HF jobs' env).
 NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "auto", "disabled", "enabled"})
+# Secrets whose name says nothing: Apprise URLs carry their services' tokens (slack://T.../B.../...).
+SECRET_NAMES = frozenset({"APPRISE_URLS"})
 
 
 def is_secret_name(name: str) -> bool:
     """Whether an environment variable's name marks its value as a secret."""
     upper = name.upper()
-    return any(part in upper for part in SECRET_NAME_PARTS)
+    return upper in SECRET_NAMES or any(part in upper for part in SECRET_NAME_PARTS)
 
 
 def secret_values(env: Mapping[str, str] = os.environ) -> list[str]:
@@ -31,6 +33,8 @@ def secret_values(env: Mapping[str, str] = os.environ) -> list[str]:
     """
     values = {v for k, v in env.items()
               if is_secret_name(k) and v and len(v) >= MIN_SECRET_LENGTH and v.lower() not in NOT_SECRET_VALUES}
+    values |= {url for k in SECRET_NAMES for url in re.split(r"[\s,]+", env.get(k) or "")
+               if len(url) >= MIN_SECRET_LENGTH}  # each URL of a list on its own
     return sorted(values, key=lambda v: (-len(v), v))
 
 

@@ -1,15 +1,22 @@
 """The run wrapper: "tmux + tee + ntfy" as one command that a job YAML or a researcher's machine can use.
 
 ``python -m notify run -- CMD...`` runs CMD, copies its output (stdout and stderr through one pipe, so in
-order) to the terminal and to ``logs/<name>-YYYYmmdd-HHMMSS.log`` with secrets redacted, forwards
-SIGINT/SIGTERM/SIGHUP to CMD's process group (a preempted node gets SIGTERM), and then reports: success with
-duration, host and the run manifest's headline metrics; failure with the exit code and the log's last lines;
-or "interrupted". It exits with CMD's exit code (128+N when CMD died of signal N) whatever happens to the
-notification or the log upload, and those add a bounded few seconds at most.
+order) to the terminal and to ``logs/<name>-YYYYmmdd-HHMMSS.log`` with secrets redacted, forwards SIGINT and
+SIGTERM to CMD's process group (a preempted node gets SIGTERM), and then reports: success with duration, host
+and the run manifest's headline metrics; failure with the exit code and the log's last lines; or "interrupted".
+It exits with CMD's exit code (128+N when CMD died of signal N) whatever happens to the notification or the log
+upload, and those add a bounded few seconds at most.
+
+A hang-up (the SSH connection dropped) leaves CMD running by default (``--on-hangup keep``): the job is what
+costs money, the terminal is not. CMD's life is tied to the wrapper's on Linux (a parent-death signal, passed on
+to CMD's whole process group by ``notify.guard``), so a wrapper killed with SIGKILL leaves no untracked job;
+``--detach`` (``notify.detach``) is the way to a job that outlives its terminal on purpose. Every run leaves a
+record for ``notify ls`` (``notify.jobs``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import shlex
@@ -23,13 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from notify import report
-from notify.client import NtfyClient
+from notify import guard, jobs, report
+from notify.notifier import Notifier
 from notify.redact import StreamRedactor, text_redactor
 from notify.run_identity import resolve_run_id, sanitize_run_id, timestamp
 from notify.storage import read_manifest, run_prefix, upload_log
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP only with --on-hangup stop
+# What the guard, and through it CMD's process group, gets when the wrapper dies: SIGTERM, so a launcher
+# (torchrun, accelerate) can stop its workers and a trainer can stop as it would on preemption.
+PARENT_DEATH_SIGNAL = signal.SIGTERM
+_PR_SET_PDEATHSIG = 1
 DEFAULT_LOCAL_BUCKET = "cft-runs"  # where `cft train` writes when no bucket is given
 STORAGE_TIMEOUT_S = 30.0
 _IDLE_FLUSH_S = 0.2
@@ -45,15 +56,22 @@ class RunOptions:
     log_dir: Path = Path("logs")
     bucket: str | None = None
     run_id: str | None = None
+    on_hangup: str = "keep"
+    log_file: Path | None = None  # chosen by a detaching launcher, which prints it before the job starts
+    job_id: str | None = None
+    tmux: str | None = None
 
 
 @dataclass
 class _SignalState:
+    on_hangup: str = "keep"
     process: subprocess.Popen[bytes] | None = None
     received: int | None = None
     pending: list[int] = field(default_factory=list)
 
     def handle(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGHUP and self.on_hangup == "keep":
+            return  # the terminal went away; the job did not (its output still reaches the log)
         self.received = signum
         if self.process is None:
             self.pending.append(signum)
@@ -66,6 +84,29 @@ class _SignalState:
             os.killpg(self.process.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel send the child PARENT_DEATH_SIGNAL when the wrapper dies (Linux).
+
+    The signal fires when the *thread* that started the child ends, so ``run`` must be called from a thread that
+    lives as long as the run (the CLI's main thread). If the wrapper died before the child could ask, the child
+    stops at once. Elsewhere (macOS) there is no such call and the child is not tied.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child must not load anything
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
+
+    return preexec
 
 
 def _say(line: str, redact: Callable[[str], str]) -> None:
@@ -98,7 +139,8 @@ def _bounded(what: str, fn: Callable[[], _T], timeout: float, redact: Callable[[
     return result[0] if result else None
 
 
-def _log_path(log_dir: Path, name: str, env: Mapping[str, str]) -> Path:
+def log_path_for(log_dir: Path, name: str, env: Mapping[str, str]) -> Path:
+    """A new log file's path: ``<name>-YYYYmmdd-HHMMSS[-nodeN][-2].log``, never one that exists."""
     rank = env.get("SKYPILOT_NODE_RANK", "0")
     suffix = f"-node{rank}" if rank not in ("", "0") else ""  # nodes of one run share its logs/ folder
     stem = f"{name}-{timestamp()}{suffix}"
@@ -176,9 +218,13 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
     # fails too and its note carries the reason; every node still uploads its own log.
     notify_all = env.get("SKYPILOT_NODE_RANK", "0") in ("", "0")
 
-    options.log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = _log_path(options.log_dir, name, env)
-    client = NtfyClient.from_env(env)
+    if options.log_file is not None:
+        log_path = options.log_file
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        options.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_path_for(options.log_dir, name, env)
+    client = Notifier.from_env(env)
     facts = report.RunFacts(name, command_text, run_id, report.describe_host(env), str(log_path))
 
     child_env = dict(env, RUN_ID=run_id)  # so the command writes its manifest where we will look
@@ -186,7 +232,13 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
         child_env["BUCKET"] = bucket
     child_env.setdefault("PYTHONUNBUFFERED", "1")  # live logs from Python children behind a pipe
 
-    state = _SignalState()
+    record = jobs.JobRecord(
+        id=options.job_id or jobs.new_job_id(name), name=name, command=redact_text(command_text),
+        log=str(log_path.absolute()), pid=os.getpid(), pid_start=jobs.process_start(os.getpid()),
+        started_at=jobs.now_iso(), run_id=run_id, tmux=options.tmux,
+    )
+    state = _SignalState(options.on_hangup)
+    recorded = True
     previous = {}
     for signum in FORWARDED_SIGNALS:
         try:
@@ -201,12 +253,16 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
         with open(log_path, "wb") as log:
             try:
                 # A session of its own: the command and its children get exactly the signals we forward.
+                tie = _die_with_parent()
+                # The guard passes the parent-death signal on to CMD's whole process group (notify/guard.py).
+                guarded = [sys.executable, "-I", "-S", guard.__file__, str(os.getpid())] if tie else []
                 state.process = subprocess.Popen(
-                    options.command,
+                    guarded + options.command,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     env=child_env,
                     start_new_session=True,
+                    preexec_fn=tie,
                 )
             except OSError as exc:
                 message = f"cannot run {options.command[0]!r}: {exc.strerror or exc}\n"
@@ -214,6 +270,8 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
                 _say(message.strip(), redact_text)
                 code = 126 if isinstance(exc, PermissionError) else 127
             else:
+                record.child_pid = state.process.pid
+                recorded = _save(record, env, redact_text)
                 for signum in state.pending:
                     state.forward(signum)
                 if options.notify_start and notify_all:
@@ -231,6 +289,8 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
         facts.duration_s = time.monotonic() - start
         facts.exit_code = code
         facts.signal_received = state.received
+        record.state, record.exit_code, record.ended_at = _outcome(facts), code, jobs.now_iso()
+        _save(record, env, redact_text, say=recorded)  # one complaint per run is enough
         _finish(facts, client, bucket, log_path, env, notify_all, starter)
     finally:
         for signum, handler in previous.items():
@@ -238,9 +298,24 @@ def run(options: RunOptions, env: Mapping[str, str] = os.environ) -> int:
     return code
 
 
+def _save(record: jobs.JobRecord, env: Mapping[str, str], redact: Callable[[str], str], say: bool = True) -> bool:
+    """Write the job's record for ``notify ls``; a failure is one stderr line (if ``say``), never the job's problem."""
+    try:
+        jobs.write(record, env)
+    except OSError as exc:
+        if say:
+            _say(f"job record not written to {jobs.state_dir(env)}: {exc.strerror or exc}", redact)
+        return False
+    return True
+
+
+def _outcome(facts: report.RunFacts) -> str:
+    return "interrupted" if facts.signal_received else ("succeeded" if facts.exit_code == 0 else "failed")
+
+
 def _finish(
     facts: report.RunFacts,
-    client: NtfyClient,
+    client: Notifier,
     bucket: str | None,
     log_path: Path,
     env: Mapping[str, str],
@@ -254,7 +329,7 @@ def _finish(
     except ValueError:
         timeout = STORAGE_TIMEOUT_S
     try:
-        outcome = "interrupted" if facts.signal_received else ("succeeded" if facts.exit_code == 0 else "failed")
+        outcome = _outcome(facts)
         _say(f"{facts.name} {outcome} with {report.exit_phrase(facts.exit_code or 0)} "
              f"after {report.format_duration(facts.duration_s)}", redact_text)
         if bucket:

@@ -5,9 +5,12 @@ Models are built once per session; tests that change a model get their own copy.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,10 @@ from transformers import TrainerCallback
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `notify run` records every job it wraps; the suite's go to a folder of their own, not the user's ~/.local/state.
+if "NOTIFY_STATE_DIR" not in os.environ:
+    os.environ["NOTIFY_STATE_DIR"] = tempfile.mkdtemp(prefix="cft-notify-state-")
+    atexit.register(shutil.rmtree, os.environ["NOTIFY_STATE_DIR"], True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CFT_SHARED_DATA", REPO.parent / "shared" / "data"))

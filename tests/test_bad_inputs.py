@@ -325,7 +325,9 @@ def test_deeply_nested_manifest_is_listed_as_corrupt(paths, capsys):
 
 
 @pytest.mark.parametrize("argv", [["run", "--log-dir", "{file}", "--", "true"], ["send", "hi", "--priority", "9"],
-                                  ["run"], ["bogus"]], ids=["log-dir-is-file", "priority", "no-command", "unknown"])
+                                  ["run"], ["bogus"], ["run", "--no-tmux", "--", "true"],
+                                  ["run", "--on-hangup", "later", "--", "true"]],
+                         ids=["log-dir-is-file", "priority", "no-command", "unknown", "no-tmux-alone", "on-hangup"])
 def test_notify_bad_input_is_one_line_and_exit_2(paths, argv, capsys):
     from notify.__main__ import main as notify_main
 

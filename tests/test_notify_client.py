@@ -1,5 +1,6 @@
 """The ntfy client against a loopback server: headers, auth, redaction, retries, and the deadline."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from notify.client import NtfyClient, notify, parse_priority
+from notify.client import NtfyClient, parse_priority
+from notify.notifier import notify
 from notify.testing import FakeNtfyServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,3 +167,67 @@ def test_a_newline_in_a_title_does_not_lose_the_notification(server):
     assert notify("body", title="train\nnode 1", env=_env(server.url))
     [p] = server.published
     assert p.title == "train node 1"
+
+
+def _send(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env}
+    return subprocess.run([sys.executable, "-m", "notify", "send", *args], env=env, capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.mark.parametrize("env", [{"NTFY_TOPIC": "cft-test", "NTFY_DEADLINE": "1"}, {}], ids=["dead-server", "no-topic"])
+def test_cli_send_exits_non_zero_when_not_delivered(env):
+    if env:
+        env["NTFY_SERVER"] = _closed_port_url()
+    done = _send(env, "x")
+    assert done.returncode == 1
+    assert ("notification not sent" if env else "notifications are disabled") in done.stderr
+
+
+def _apprise_json_url(server: FakeNtfyServer, path: str = "hook") -> str:
+    return server.url.replace("http://", "json://") + f"/{path}"
+
+
+def test_apprise_url_reaches_a_local_endpoint_redacted(server):
+    pytest.importorskip("apprise", reason="the apprise extra is not installed")
+    env = {"APPRISE_URLS": _apprise_json_url(server), "HF_TOKEN": "hf_leak_0123"}
+    done = _send(env, "eval done: hf_leak_0123", "--title", "cft hf_leak_0123", "--tags", "x")
+    assert done.returncode == 0, done.stderr
+    [p] = server.published
+    sent = json.loads(p.body)
+    assert p.topic == "hook"
+    assert (sent["title"], sent["message"].strip(), sent["type"]) == ("cft ***", "eval done: ***", "failure")
+    assert "disabled" not in done.stderr  # no NTFY_TOPIC is no complaint when Apprise is the channel
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["http-500", "no-answer"])
+def test_apprise_failure_is_bounded_and_keeps_the_url_secret(hang):
+    pytest.importorskip("apprise", reason="the apprise extra is not installed")
+    with FakeNtfyServer(status=500, hang=hang) as failing:
+        url = _apprise_json_url(failing, "secret-hook-path")
+        started = time.monotonic()
+        done = _send({"APPRISE_URLS": url, "NTFY_DEADLINE": "1.5"}, "x")
+        elapsed = time.monotonic() - started
+        assert len(failing.published) >= (1 if hang else 2)  # an error is retried with backoff
+    assert done.returncode == 1
+    assert elapsed < 1.5 + 3.0  # the deadline, plus interpreter start-up on a loaded machine
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("notify: notification not sent to json://…") and "secret-hook-path" not in line
+
+
+def test_ntfy_and_apprise_together_both_receive(server):
+    pytest.importorskip("apprise", reason="the apprise extra is not installed")
+    from notify.notifier import Notifier
+
+    with FakeNtfyServer() as hook:
+        notifier = Notifier.from_env({**_env(server.url), "APPRISE_URLS": f"{_apprise_json_url(hook)} , "})
+        assert notifier.publish("both", title="t")
+        assert [p.body for p in server.published] == ["both"]
+        assert json.loads(hook.published[0].body)["message"].strip() == "both"
+
+
+def test_apprise_urls_are_secrets_each_on_its_own():
+    from notify.redact import redact
+
+    env = {"APPRISE_URLS": "slack://TokenA/TokenB/TokenC, discord://webhook_id/webhook_token"}
+    assert redact("posting to discord://webhook_id/webhook_token now", env) == "posting to *** now"

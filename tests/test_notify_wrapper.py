@@ -227,3 +227,65 @@ def test_within_a_sweep_only_failures_notify(tmp_path, server):
     assert done.returncode == 3
     [note] = server.published
     assert "bash failed: exit code 3" in note.title and "broken" in note.body
+
+
+def _start_wrapper(tmp_path: Path, env: dict[str, str], script: str, *flags: str) -> subprocess.Popen:
+    """The wrapper around `bash -c SCRIPT`, returned once SCRIPT has touched tmp_path/ready."""
+    wrapper = subprocess.Popen(
+        [sys.executable, "-m", "notify", "run", "--log-dir", str(tmp_path / "logs"), *flags, "--", "bash", "-c",
+         script],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 15
+    while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "ready").exists(), "the command never started"
+    return wrapper
+
+
+@pytest.mark.parametrize(("flags", "code", "title"), [
+    ((), 0, "bash succeeded"),  # the default: a dropped SSH connection must not end the training run
+    (("--on-hangup", "keep"), 0, "bash succeeded"),
+    (("--on-hangup", "stop"), 128 + signal.SIGHUP, "bash interrupted by SIGHUP"),
+])
+def test_a_hang_up_keeps_the_command_unless_asked_to_stop(tmp_path, server, flags, code, title):
+    script = f"echo start; touch {tmp_path / 'ready'}; sleep 1; echo end"
+    wrapper = _start_wrapper(tmp_path, _base_env(server.url), script, *flags)
+    wrapper.send_signal(signal.SIGHUP)  # what the terminal's hang-up sends the wrapper (CMD has its own session)
+    _, err = wrapper.communicate(timeout=20)
+    assert wrapper.returncode == code, err
+    assert ("end" in _log(tmp_path).read_text()) == (code == 0)
+    [p] = server.published
+    assert p.title == title
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"  # a zombie waiting for init to reap it has ended
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+@pytest.mark.parametrize("script", [
+    "echo $$ > {pid}; touch {ready}; exec sleep 60",  # CMD itself
+    "sleep 60 & echo $! > {pid}; touch {ready}; wait",  # a shell's child: the signal must reach the whole group
+], ids=["command", "shell-child"])
+def test_sigkill_of_the_wrapper_takes_its_command_with_it(tmp_path, script):
+    env = _base_env(None, NOTIFY_STATE_DIR=str(tmp_path / "state"))
+    pid_file = tmp_path / "pid"
+    wrapper = _start_wrapper(tmp_path, env, script.format(pid=pid_file, ready=tmp_path / "ready"))
+    child = int(pid_file.read_text())
+    wrapper.kill()  # SIGKILL: the wrapper can do nothing about it
+    wrapper.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not _gone(child):
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the command outlived its wrapper")
+    listed = subprocess.run([sys.executable, "-m", "notify", "ls", "--json"], env=env, capture_output=True, text=True,
+                            timeout=30)
+    [record] = json.loads(listed.stdout)
+    assert record["state"] == "interrupted"  # nobody was left to write its end

@@ -18,7 +18,7 @@ from typing import NoReturn
 from cft import __version__
 from cft.errors import one_line, user_message
 
-COMMAND_MODULES = ("train", "prepare", "eval", "runs", "export", "demo", "recipe", "check", "sweep")
+COMMAND_MODULES = ("train", "prepare", "eval", "runs", "export", "demo", "recipe", "check", "sweep", "notify")
 
 
 class ArgumentParser(argparse.ArgumentParser):

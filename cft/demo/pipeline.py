@@ -121,7 +121,7 @@ def _table(before: float, after: float) -> str:
 def _notify(message: str) -> None:
     """Sends the notification when NTFY_TOPIC is set; otherwise shows what would be sent."""
     if os.environ.get("NTFY_TOPIC"):
-        from notify.client import notify
+        from notify.notifier import notify
 
         sent = notify(message, title="cft demo succeeded", tags=["white_check_mark"])
         _say("\nnotification sent" if sent else "\nnotification could not be sent (see the line above)")

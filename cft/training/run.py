@@ -478,7 +478,7 @@ def _upload_logs(run: _Run, handler: logging.Handler | None) -> None:
 def _announce(title: str, message: str, tags: list[str]) -> None:
     """A notification from inside the run (e.g. 'resumed'); never fails the run."""
     try:
-        from notify.client import notify
+        from notify.notifier import notify
 
         notify(message, title=title, tags=tags)
     except Exception as error:  # notifications are best-effort by contract

@@ -7,6 +7,7 @@ create a repository and push one commit; it records every commit it receives.
 
 Endpoints, as huggingface_hub 2.x calls them (read from its hf_api.py, _commit_api.py and lfs.py):
 
+    GET  /api/whoami-v2                           whoami: 401 unless the token is the server's
     GET  /api/models/{repo}[/revision/{rev}]      repo_info: id, sha, private, siblings (404 RepoNotFound / RevisionNotFound)
     POST /api/repos/create                        create_repo (409 when it exists); the first commit holds .gitattributes
     POST /api/models/{repo}/branch/{branch}       create_branch from main's head (409 when it exists)
@@ -115,6 +116,8 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = unquote(urlsplit(self.path).path)
             hub.requests.append(("GET", path))
+            if path == "/api/whoami-v2":
+                return self._send(200, {"type": "user", "name": "me"}) if self._authorized() else None
             parts = path.strip("/").split("/")
             if parts[:2] != ["api", "models"] or len(parts) not in (4, 6):
                 return self._send(404, {"error": "not faked"})

@@ -100,6 +100,13 @@ def plan_push(repo_id: str, revision: str | None = None, private: bool = False, 
     if not branch.strip() or branch != branch.strip():
         raise CFTError(f"--revision {revision!r}: give a branch name")
     api = _api()
+    try:
+        api.whoami()
+    except Exception as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status == 401:
+            raise CFTError(f"--push-to-hub: the Hub refused the token (HTTP 401, invalid token); {TOKEN_HELP}") from None
+        raise _hub_error(repo_id, "check the token", error) from None
     plan = PushPlan(repo_id, branch, private, exists=True, branch_exists=True)
     try:
         info = api.repo_info(repo_id, revision=branch)

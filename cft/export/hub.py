@@ -154,14 +154,15 @@ def export_files(root: Path, adapter: tuple[Path, bytes, bytes] | None = None) -
 def adapter_upload(adapter_dir: Path, metadata: Any, record: Any, repo_id: str) -> tuple[Path, bytes, bytes]:
     """The adapter as it goes to the Hub: its card (loading from repo_id/adapter) and a config another machine can
     follow to the base; an adapter saved before cft recorded portable bases is corrected here."""
-    from cft.export.model_card import CardPlace, build_card
+    from cft.export.model_card import CardPlace, build_card, card_text
     from cft.modeling.source import portable_base
 
     config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    config["base_model_name_or_path"], config["revision"] = portable_base(metadata.model.name_or_path, metadata.model.revision)
+    base = metadata.model
+    config["base_model_name_or_path"], config["revision"] = portable_base(base.name_or_path, base.revision)
     plot = f"../{TRAINING_PLOT}" if record.training_plot else None
     card = build_card("adapter", metadata, record, CardPlace(repo_id=repo_id, subfolder=ADAPTER_DIR), plot_link=plot)
-    return adapter_dir, str(card).encode("utf-8"), (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    return adapter_dir, card_text(card).encode("utf-8"), (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
 
 
 def _head(api: Any, repo_id: str, branch: str) -> tuple[str | None, list[str]]:

@@ -476,11 +476,19 @@ def _provenance(metadata: AdapterMetadata, record: RunRecord, base: BaseModel, e
 # --- files ---------------------------------------------------------------------------------------------------------
 
 
+def card_text(card: ModelCard) -> str:
+    """The README.md text, with the values of secret environment variables masked, as in every file of a run (a
+    recipe value given with --set could hold one)."""
+    from notify.redact import redact
+
+    return redact(str(card))
+
+
 def write_card(card: ModelCard, folder: Path, plot: Path | None = None) -> Path:
     """README.md in `folder` (and the training curve beside it, when the card shows it)."""
     if plot is not None and plot.is_file():
         shutil.copyfile(plot, folder / TRAINING_PLOT)
     path = folder / CARD_FILE
-    path.write_text(str(card), encoding="utf-8")
+    path.write_text(card_text(card), encoding="utf-8")
     return path
 

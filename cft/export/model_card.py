@@ -117,46 +117,75 @@ def _local_license(folder: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _run_location(adapter: str, adapter_dir: Path | None = None) -> tuple[str, str] | None:
+    """(bucket root, run id) of the run an adapter belongs to, from its URI or (local) its resolved folder."""
+    if "://" in str(adapter):
+        return run_of_adapter(str(adapter))
+    return run_of_adapter(str((adapter_dir or Path(adapter)).resolve()))
+
+
 def read_run_record(adapter: str, adapter_dir: Path, metadata: AdapterMetadata) -> RunRecord:
-    """The run an adapter (`<root>/runs/<id>/adapter`, local or s3://) belongs to; empty parts where it has none."""
+    """The run an adapter (`<root>/runs/<id>/adapter`, local or s3://) belongs to; empty parts where it has none.
+    A remote run's training curve is downloaded beside the local copy of the adapter."""
     from cft.storage.bucket import open_bucket
 
-    record = RunRecord(run_id=metadata.run_id)
-    location = run_of_adapter(str(adapter)) if "://" in str(adapter) else run_of_adapter(str(adapter_dir.resolve()))
+    location = _run_location(adapter, adapter_dir)
     if location is None:
-        return record
+        return RunRecord(run_id=metadata.run_id)
     root, run_id = location
     try:
-        bucket = open_bucket(root)
-        paths = RunPaths(run_id)
-        manifest_text = bucket.read_text(paths.manifest)
-        config_text = bucket.read_text(paths.config)
-        summary_text = bucket.read_text(paths.key(EVAL_SUMMARY))
-        plot = _fetch_plot(bucket, paths.key(TRAINING_PLOT), adapter_dir)
+        return _record_from_bucket(open_bucket(root), run_id, adapter_dir.parent / f".{TRAINING_PLOT}")
     except Exception as error:  # the card is worth having without them; the export itself must not fail here
         logger.warning("model card: could not read run %s in %s (%s); the card leaves its details out",
                        run_id, root, error)
-        return record
-    record.run_id = run_id
+        return RunRecord(run_id=metadata.run_id)
+
+
+def _record_from_bucket(bucket: Any, run_id: str, plot_target: Path | None) -> RunRecord:
+    """The run's manifest, recipe, eval summary and (copied to `plot_target` when remote) training curve."""
+    paths = RunPaths(run_id)
+    record = RunRecord(run_id=run_id)
+    manifest_text = bucket.read_text(paths.manifest)
     try:
         record.manifest = Manifest.from_json(manifest_text) if manifest_text else None
     except ManifestError as error:
         logger.warning("model card: %s: %s; scores and training numbers are left out", run_id, error)
-    record.recipe = _yaml_mapping(config_text)
-    record.eval_summary = _json_mapping(summary_text)
-    record.training_plot = plot
+    record.recipe = _yaml_mapping(bucket.read_text(paths.config))
+    record.eval_summary = _json_mapping(bucket.read_text(paths.key(EVAL_SUMMARY)))
+    key = paths.key(TRAINING_PLOT)
+    local = bucket.local_path(key)
+    if local is not None:
+        record.training_plot = local if local.is_file() else None
+    elif plot_target is not None and bucket.exists(key):
+        bucket.download_file(key, plot_target)
+        record.training_plot = plot_target
     return record
 
 
-def _fetch_plot(bucket: Any, key: str, adapter_dir: Path) -> Path | None:
-    local = bucket.local_path(key)
-    if local is not None:
-        return local if local.is_file() else None
-    if not bucket.exists(key):
+def refresh_adapter_card(adapter: str) -> str | None:
+    """Rewrites a run's `adapter/README.md` from what the run holds now (`cft eval` calls it once the scores are in
+    the manifest); returns where it wrote, or None for an adapter outside a run."""
+    import json
+
+    from cft.modeling.metadata import METADATA_FILE
+    from cft.storage.bucket import open_bucket
+
+    location = _run_location(adapter)
+    if location is None:
         return None
-    target = adapter_dir.parent / f".{TRAINING_PLOT}"  # beside the downloaded adapter, in cft's cache
-    bucket.download_file(key, target)
-    return target
+    root, run_id = location
+    bucket = open_bucket(root)
+    paths = RunPaths(run_id)
+    text = bucket.read_text(f"{paths.adapter}/{METADATA_FILE}")
+    if text is None:
+        return None
+    metadata = AdapterMetadata.from_dict(json.loads(text))
+    record = _record_from_bucket(bucket, run_id, None)
+    has_plot = bucket.exists(paths.key(TRAINING_PLOT))
+    card = build_card("adapter", metadata, record, plot_link=f"../{TRAINING_PLOT}" if has_plot else None)
+    key = f"{paths.adapter}/{CARD_FILE}"
+    bucket.write_text(key, card_text(card))
+    return bucket.join(key)
 
 
 def _yaml_mapping(text: str | None) -> dict[str, Any] | None:

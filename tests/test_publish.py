@@ -65,6 +65,7 @@ def test_push_is_one_commit_of_the_export_and_its_adapter(adapter, hub, tmp_path
     # the card the Hub receives is the export's own, loading from the repository, and it parses strictly
     card = ModelCard(commit["files"]["README.md"].decode(), ignore_metadata_errors=False)
     assert card.data.library_name == "sentence-transformers" and "SentenceTransformer('me/tiny-cft')" in card.text
+    assert "me/tiny-cft" not in (out / "hf" / "README.md").read_text()  # not pushed: it loads from its folder
     adapter_card = commit["files"]["adapter/README.md"].decode()
     assert "PeftModel.from_pretrained(base, 'me/tiny-cft', subfolder='adapter')" in adapter_card
     config = json.loads(commit["files"]["adapter/adapter_config.json"])

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cft.errors import CFTError
-from cft.export.options import FORMATS
+from cft.export.options import FORMATS, pushed_format
 from notify.run_layout import TRAINING_PLOT
 
 logger = logging.getLogger("cft")
@@ -217,7 +217,8 @@ def _write_card(job: _Job, kind: str, metadata: Any, folder: Path) -> None:
     from cft.export.model_card import CardPlace, build_card, write_card
 
     plot = job.record.training_plot
-    card = build_card(kind, metadata, job.record, CardPlace(repo_id=job.repo_id), dtype=job.dtype_name,
+    place = CardPlace(repo_id=job.repo_id if kind == pushed_format(job.fmt) else None)
+    card = build_card(kind, metadata, job.record, place, dtype=job.dtype_name,
                       exported_from=job.adapter, prefix=job.prefix, plot_link=TRAINING_PLOT if plot else None)
     write_card(card, folder, plot)
 

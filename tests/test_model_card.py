@@ -149,3 +149,22 @@ def test_local_base_is_named_by_path_and_the_card_says_so(run):
     base = AdapterMetadata.load(run).model.name_or_path
     assert config["base_model_name_or_path"] == base and base.startswith("/")
     assert "has no Hub id" in open(run.rstrip("/") + "/README.md").read()
+
+
+def test_run_record_of_an_s3_adapter(run, tmp_path):
+    """`cft export --adapter s3://...`: the card reads the run's manifest, recipe and curve from the bucket too."""
+    from pathlib import Path
+
+    from cft.export.merge import find_adapter_dir
+    from cft.storage.bucket import open_bucket
+    from s3_server import serving
+
+    run_dir = Path(run).parent
+    with serving("cft-card"):
+        open_bucket("s3://cft-card/team").upload_dir(run_dir, "runs/card-run")
+        uri = "s3://cft-card/team/runs/card-run/adapter"
+        adapter_dir = find_adapter_dir(uri)
+        record = read_run_record(uri, adapter_dir, AdapterMetadata.load(adapter_dir))
+    assert record.run_id == "card-run" and record.manifest.task_scores()["STS12"] == 61.25
+    assert record.recipe["name"] == "tiny" and record.eval_summary["mteb_version"] == "2.26.24"
+    assert record.training_plot.read_bytes() == (run_dir / "training.png").read_bytes()

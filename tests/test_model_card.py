@@ -23,7 +23,7 @@ from cft.training.run import train
 from conftest import tiny_recipe_yaml
 
 TEXTS = ["a man is playing a guitar .", "", " ".join(["two kids look at a red car ."] * 12), "x"]
-SCORES = {"STS12": 61.25, "STSBenchmark": 70.5, "sts_mean": 65.875}
+SCORES = {"STS12": 61.25, "STS17": 55.0, "STSBenchmark": 70.5, "sts_mean": 62.25}
 BASELINE = {"STS12": 20.0, "STSBenchmark": 30.0}
 
 
@@ -40,6 +40,13 @@ def run(tmp_path_factory, tiny_model_dir, triplets_csv):
     (eval_dir / "summary.json").write_text(json.dumps({
         "tasks": {k: v for k, v in SCORES.items() if k != "sts_mean"}, "data": "huggingface-hub",
         "metrics": {"STS12": "cosine_spearman", "STSBenchmark": "cosine_spearman"}, "mteb_version": "2.26.24"}))
+    mteb_dir = eval_dir / "mteb" / "adapter"  # mteb's own result files, as `cft eval` keeps them
+    mteb_dir.mkdir(parents=True)
+    for task, subset, revision in (("STS12", "default", "a0d554a64d88156834ff5ae9920b964011b16384"),
+                                   ("STS17", "en-en", "faeb762787bd10488a50c8b5be4a3b82e411949c")):
+        (mteb_dir / f"{task}.json").write_text(json.dumps({
+            "task_name": task, "dataset_revision": revision, "mteb_version": "2.26.24",
+            "scores": {"test": [{"hf_subset": subset, "main_score": SCORES[task] / 100, "languages": ["eng-Latn"]}]}}))
     record_scores(result.adapter_uri, SCORES, str(eval_dir / "summary.json"), BASELINE)
     return result.adapter_uri
 
@@ -66,11 +73,13 @@ def test_export_cards_validate_and_round_trip(exported):
         assert "cft" in data.tags and "mteb" in data.tags
         # model-index: the manifest's scores x100, per MTEB task, with MTEB's dataset ids and main metric
         by_task = {r.dataset_name: r for r in data.eval_results}
-        assert set(by_task) == {"MTEB STS12", "MTEB STSBenchmark"}
+        assert set(by_task) == {"MTEB STS12", "MTEB STS17", "MTEB STSBenchmark"}
         sts12 = by_task["MTEB STS12"]
         assert (sts12.task_type, sts12.dataset_type, sts12.metric_type, sts12.metric_value, sts12.dataset_split) == (
             "STS", "mteb/sts12-sts", "cosine_spearman", 61.25, "test")
-        assert sts12.dataset_revision  # the Hub's data was used, so the revision is MTEB's
+        assert sts12.dataset_revision == "a0d554a64d88156834ff5ae9920b964011b16384"  # from mteb's result file
+        assert by_task["MTEB STS17"].dataset_config == "en-en"  # the subset evaluated, not all of STS17
+        assert by_task["MTEB STSBenchmark"].dataset_revision  # no result file: MTEB's own revision for the task
         # round trip: parse -> dump -> parse gives the same metadata and the same eval results
         again = parse(str(card))
         assert again.data.to_dict() == data.to_dict()
@@ -113,7 +122,9 @@ def test_run_record_reads_what_the_run_left(run):
     from pathlib import Path
 
     record = read_run_record(run, Path(run), AdapterMetadata.load(run))
-    assert record.run_id == "card-run" and record.manifest.task_scores() == {"STS12": 61.25, "STSBenchmark": 70.5}
+    assert record.run_id == "card-run"
+    assert record.manifest.task_scores() == {k: v for k, v in SCORES.items() if k != "sts_mean"}
+    assert record.evaluated["STS17"]["scores"]["test"][0]["hf_subset"] == "en-en"
     assert record.recipe["lora"]["r"] == 4 and record.training_plot.name == "training.png"
 
 

@@ -28,7 +28,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from cft.modeling.metadata import AdapterMetadata
 from notify.manifest import Manifest, ManifestError
-from notify.run_layout import CONFIG_FILE, EVAL_SUMMARY, TRAINING_PLOT, RunPaths, run_of_adapter
+from notify.run_layout import ADAPTER_DIR, EVAL_DIR, EVAL_SUMMARY, TRAINING_PLOT, RunPaths, run_of_adapter
 
 logger = logging.getLogger("cft")
 
@@ -56,6 +56,7 @@ class RunRecord:
     manifest: Manifest | None = None
     recipe: dict[str, Any] | None = None  # the resolved recipe (config.yaml)
     eval_summary: dict[str, Any] | None = None  # eval/summary.json
+    evaluated: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> mteb's result file (eval/mteb/adapter)
     training_plot: Path | None = None  # a local copy of training.png
 
 
@@ -154,6 +155,10 @@ def _record_from_bucket(bucket: Any, run_id: str, plot_target: Path | None) -> R
         logger.warning("model card: %s: %s; scores and training numbers are left out", run_id, error)
     record.recipe = _yaml_mapping(bucket.read_text(paths.config))
     record.eval_summary = _json_mapping(bucket.read_text(paths.key(EVAL_SUMMARY)))
+    for task in record.manifest.task_scores() if record.manifest else {}:
+        result = _json_mapping(bucket.read_text(paths.key(EVAL_DIR, "mteb", ADAPTER_DIR, f"{task}.json")))
+        if result is not None:
+            record.evaluated[task] = result
     key = paths.key(TRAINING_PLOT)
     local = bucket.local_path(key)
     if local is not None:
@@ -235,11 +240,16 @@ def eval_results(record: RunRecord) -> list[EvalResult]:
             meta = mteb.get_task(task).metadata
         except Exception:  # a task mteb does not know (a local one): the text table still lists it
             continue
-        split = meta.eval_splits[0] if len(meta.eval_splits) == 1 else None
+        # what was evaluated, from mteb's own result file when the run kept it (STS17: the en-en subset only)
+        result = record.evaluated.get(task) or {}
+        splits = sorted(result.get("scores") or {}) or list(meta.eval_splits)
+        subsets = sorted({row.get("hf_subset") for rows in (result.get("scores") or {}).values() for row in rows})
+        revision = result.get("dataset_revision") or meta.dataset.get("revision")
         results.append(EvalResult(
             task_type=str(meta.type), dataset_type=str(meta.dataset["path"]), dataset_name=f"MTEB {task}",
-            dataset_config="default", dataset_split=split,
-            dataset_revision=None if local else meta.dataset.get("revision"),
+            dataset_config=subsets[0] if len(subsets) == 1 and subsets[0] else "default",
+            dataset_split=splits[0] if len(splits) == 1 else None,
+            dataset_revision=None if local else revision,
             metric_type=str(meta.main_score), metric_value=float(value), metric_name=f"{meta.main_score} x100"))
     return results
 

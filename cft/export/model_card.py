@@ -278,7 +278,8 @@ def card_data(kind: str, metadata: AdapterMetadata, record: RunRecord, model_nam
     if base.hub_id:
         extra["base_model_relation"] = "adapter" if kind == "adapter" else "finetune"
     return ModelCardData(
-        model_name=model_name, base_model=base.hub_id, library_name=LIBRARIES[kind],
+        model_name=model_name if results else None,  # only model-index uses it; alone it is a stray key
+        base_model=base.hub_id, library_name=LIBRARIES[kind],
         pipeline_tag="sentence-similarity", tags=tags, datasets=_datasets(record) or None,
         license=base.license, eval_results=results or None, **extra)
 

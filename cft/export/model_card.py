@@ -73,6 +73,11 @@ class BaseModel:
     license: str | None = None
     description: str = ""
     load_kwargs: dict[str, str] = field(default_factory=dict)  # from_pretrained keywords besides the id
+    local_folder: str | None = None  # what from_pretrained takes for a local base (a GGUF file's folder)
+
+    @property
+    def load_from(self) -> str:
+        return self.hub_id or self.local_folder or self.recorded
 
 
 def describe_base(metadata: AdapterMetadata) -> BaseModel:
@@ -100,7 +105,7 @@ def describe_base(metadata: AdapterMetadata) -> BaseModel:
         folder = path if path.is_dir() else path.parent
         gguf = config.gguf_file or (path.name if path.suffix == ".gguf" else None)
         return BaseModel(recorded=name, hub_id=None, gguf_file=gguf, license=_local_license(folder),
-                         load_kwargs={"gguf_file": gguf} if gguf else {},
+                         load_kwargs={"gguf_file": gguf} if gguf else {}, local_folder=str(folder),
                          description=f"a local model (`{name}`) that has no Hub id: load it from your own copy")
     kwargs = {key: value for key, value in (("gguf_file", config.gguf_file), ("revision", config.revision)) if value}
     at = f" at revision `{config.revision}`" if config.revision else ""
@@ -353,8 +358,7 @@ def _usage(kind: str, metadata: AdapterMetadata, base: BaseModel, place: CardPla
             f"all) and pooling is `{config.pooling}`, so these are exactly the embeddings cft computes.{prompt}")
     if kind == "adapter":
         kwargs = "".join(f", {key}={value!r}" for key, value in base.load_kwargs.items())
-        base_id = base.hub_id or base.recorded
-        load = (f"base = AutoModel.from_pretrained({base_id!r}{kwargs}{remote})\n"
+        load = (f"base = AutoModel.from_pretrained({base.load_from!r}{kwargs}{remote})\n"
                 f"model = PeftModel.from_pretrained(base, {where!r}{sub}).eval()\n"
                 f"tokenizer = AutoTokenizer.from_pretrained({where!r}{sub}{remote})\n")
         imports = "import torch\nfrom peft import PeftModel\nfrom transformers import AutoModel, AutoTokenizer\n\n"

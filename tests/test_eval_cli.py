@@ -196,3 +196,12 @@ def test_adapter_scores_reach_its_runs_manifest(tmp_path, tiny_model_dir, triple
     assert set(manifest["metrics"]) == {"train_loss", "final_loss", "first_loss"}
     assert manifest["eval"]["summary"].endswith("runs/scored/eval/summary.json")
     assert manifest["status"] == "succeeded" and manifest["steps"] == 4
+    # the adapter's model card, written at training end, now carries the scores in its model-index
+    from huggingface_hub import ModelCard
+
+    card = ModelCard((tmp_path / "bucket" / "runs" / "scored" / "adapter" / "README.md").read_text(),
+                     ignore_metadata_errors=False)
+    (result,) = card.data.eval_results
+    assert (result.dataset_type, result.metric_value) == ("mteb/biosses-sts", manifest["scores"]["BIOSSES"])
+    assert result.dataset_revision is None and "a local copy of the task data" in card.text  # --data-dir, not MTEB's
+    assert "model card updated" in done.stdout

@@ -98,6 +98,9 @@ def test_export_writes_prompts_per_role_and_truncate_dim(adapter, tmp_path):
     config = json.loads((out / "config_sentence_transformers.json").read_text())
     assert config["truncate_dim"] == 16 and config["default_prompt_name"] == "query"
     assert config["prompts"] == {"query": "query: ", "document": "passage: "}
+    card = (out / "README.md").read_text()  # the model card tells users both prompts and the truncation
+    assert "Queries are prefixed with 'query: '" in card and "documents with 'passage: '" in card
+    assert "first 16 dimensions (`truncate_dim`" in card
     model = SentenceTransformer(str(out), device="cpu")
     encoder = TextEncoder.from_adapter(adapter, device="cpu")
     for role, encode in (("query", model.encode_query), ("document", model.encode_document)):

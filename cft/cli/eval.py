@@ -169,6 +169,21 @@ def _record_in_run(adapter: str, run: object, output: str) -> None:
     scores = {**summary["tasks"], key: summary["mean"]}
     if record_scores(adapter, scores, f"{output.rstrip('/')}/summary.json") is not None:
         print(f"scores added to the run's manifest ({key} {summary['mean']:.2f})")
+        _refresh_card(adapter)
+
+
+def _refresh_card(adapter: str) -> None:
+    """The adapter's model card, written at training end, now with the scores (and their model-index)."""
+    from cft.export.model_card import refresh_adapter_card
+
+    try:
+        written = refresh_adapter_card(adapter)
+    except Exception as error:  # the scores are recorded; a stale card is worth a warning, not a failed eval
+        print(f"cft: warning: could not update the adapter's model card ({type(error).__name__}: {error})",
+              file=sys.stderr)
+        return
+    if written:
+        print(f"model card updated: {written}")
 
 
 def _encoders(args: argparse.Namespace, compare: list[str] | None):  # noqa: ANN202 - yields (label, Encoder)

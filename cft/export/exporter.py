@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from cft.errors import CFTError
-from cft.export.options import FORMATS
+from cft.export.options import FORMATS, pushed_format
+from notify.run_layout import TRAINING_PLOT
 
 logger = logging.getLogger("cft")
 
@@ -40,6 +41,9 @@ class ExportResult:
     st_dir: Path | None = None
     dtype: str = "float32"
     checks: dict[str, dict[str, float]] = field(default_factory=dict)  # folder -> {"max_abs_diff", "min_cosine"}
+    adapter_dir: Path | None = None  # the local copy of the adapter that was exported
+    metadata: Any = None  # its AdapterMetadata
+    record: Any = None  # what its run left (model_card.RunRecord), as the cards used it
 
 
 def _check_output(output: Path, force: bool, adapter_dir: Path | None = None) -> None:
@@ -87,46 +91,6 @@ def _compare(name: str, reference: np.ndarray, got: np.ndarray, dtype: torch.dty
     return {"max_abs_diff": max_abs, "min_cosine": min_cos}
 
 
-def _readme(kind: str, metadata: Any, source: str, dtype: str, prompts: dict[str, str] | None,
-            dim: int | None = None) -> str:
-    prompt = ""
-    if kind == "st" and prompts:
-        shared = prompts.get("cft")
-        prompt = (f"Every sentence is prefixed with the training prompt {shared!r} (sentence-transformers prompt "
-                  "\"cft\", the default).\n\n" if shared is not None else
-                  f"Queries are prefixed with {prompts['query']!r} (prompt \"query\", the default: "
-                  f"`encode_query`, `encode`) and documents with {prompts['document']!r} (prompt \"document\": "
-                  "`encode_document`), as in training.\n\n")
-    if kind == "st" and dim:
-        prompt += (f"Embeddings are truncated to their first {dim} dimensions (`truncate_dim`; trained with a "
-                   "Matryoshka loss); pass `normalize_embeddings=True` to re-normalize them.\n\n")
-    templates = ", ".join(f"{name}={getattr(metadata.model, name)!r}"
-                          for name in ("prompt_template", "query_template", "document_template")
-                          if getattr(metadata.model, name))
-    if kind == "st":
-        remote = ", trust_remote_code=True" if metadata.model.trust_remote_code else ""
-        body = (
-            "```python\nfrom sentence_transformers import SentenceTransformer\n\n"
-            f"model = SentenceTransformer(\"path/to/this/folder\"{remote})\n"
-            "embeddings = model.encode([\"a sentence\", \"another one\"])  # L2-normalized\n```\n\n"
-            f"The tokenizer appends EOS itself (truncating the content to keep it last, {metadata.model.max_length} tokens "
-            f"in all) and pooling is `{metadata.model.pooling}`, so these are the embeddings cft computes for the adapter."
-        )
-    else:
-        body = (
-            "A plain transformers backbone (`AutoModel`, no LM head) with the LoRA adapter merged in.\n\n"
-            "```python\nfrom cft.modeling.encoder import TextEncoder\n\n"
-            f"encoder = TextEncoder.from_base(\"path/to/this/folder\", pooling=\"{metadata.model.pooling}\", "
-            f"max_length={metadata.model.max_length}{', ' + templates if templates else ''})\n"
-            "embeddings = encoder.encode([\"a sentence\", \"another one\"])  # role=\"document\" for documents\n```\n\n"
-            "Without cft: tokenize, append the EOS token id (after truncating to max_length - 1), run the model, "
-            f"take the hidden state of the last real token ({metadata.model.pooling} pooling) and L2-normalize. "
-            "The tokenizer here does not append EOS by itself."
-        )
-    return (f"# {'sentence-transformers model' if kind == 'st' else 'Merged model'} exported by cft\n\n"
-            f"Exported from `{source}` (base model `{metadata.model.name_or_path}`), weights in {dtype}.\n\n{prompt}{body}\n")
-
-
 @dataclass
 class _Job:
     """One export, checked before any heavy work: what to read, what to write, in which dtype, on which device."""
@@ -140,6 +104,8 @@ class _Job:
     dim: int | None  # sentence-transformers truncate_dim (a Matryoshka prefix), or None
     dtype: torch.dtype
     device: torch.device
+    record: Any = None  # cft.export.model_card.RunRecord: what the run left, for the model cards
+    repo_id: str | None = None  # the Hub repository the export is for, so its cards show how to load it from there
 
     @property
     def want_hf(self) -> bool:
@@ -155,14 +121,23 @@ class _Job:
 
 
 def export_adapter(adapter: str, output: str | Path, fmt: str = "both", force: bool = False, dtype: str = "auto",
-                   device: str | None = None, verify: bool = True, dim: int | None = None) -> ExportResult:
+                   device: str | None = None, verify: bool = True, dim: int | None = None,
+                   repo_id: str | None = None) -> ExportResult:
     """Exports `adapter` (local folder or s3:// URI) to `output`; see the module docstring for the layout.
-    `dim` records a truncation (`truncate_dim`) in the sentence-transformers folder."""
+
+    Each folder gets a model card (README.md, see `model_card`); `repo_id` makes its usage load from that Hub repo.
+    `dim` records a truncation (`truncate_dim`) in the sentence-transformers folder.
+    """
     from cft.export.merge import load_for_export
+    from cft.export.model_card import read_run_record
     from cft.export.tokenizer import PROBE_TEXTS, long_probe
 
     job = _plan(adapter, output, fmt, force, dtype, device, dim)
-    result = ExportResult(output=job.output, dtype=job.dtype_name)
+    job.repo_id = repo_id
+    metadata = _metadata(job.adapter_dir)
+    job.record = read_run_record(adapter, job.adapter_dir, metadata)
+    result = ExportResult(output=job.output, dtype=job.dtype_name, adapter_dir=job.adapter_dir, metadata=metadata,
+                          record=job.record)
     staging = _staging_dir(job.output)
     try:
         model, tokenizer, metadata = load_for_export(job.adapter_dir, job.device)
@@ -217,6 +192,12 @@ def _plan(adapter: str, output: str | Path, fmt: str, force: bool, dtype: str, d
                 resolve_device(device))
 
 
+def _metadata(adapter_dir: Path) -> Any:
+    from cft.modeling.metadata import AdapterMetadata
+
+    return AdapterMetadata.load(adapter_dir)
+
+
 def _staging_dir(output: Path) -> Path:
     """A temporary folder next to `output`, with the permissions a plain mkdir would give."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -246,9 +227,20 @@ def _write_merged(job: _Job, model: Any, tokenizer: Any, metadata: Any, staging:
     merged_dir = staging / ("hf" if job.want_hf else ".merged")
     save_merged(merge(model, job.dtype), tokenizer, metadata, merged_dir, job.adapter)
     if job.want_hf:
-        readme = _readme("hf", metadata, job.adapter, job.dtype_name, None)
-        (merged_dir / "README.md").write_text(readme, encoding="utf-8")
+        _write_card(job, "hf", metadata, merged_dir)
     return merged_dir
+
+
+def _write_card(job: _Job, kind: str, metadata: Any, folder: Path) -> None:
+    """The folder's README.md: the model card, with the training curve copied beside it."""
+    from cft.export.model_card import CardPlace, build_card, write_card
+
+    plot = job.record.training_plot
+    place = CardPlace(repo_id=job.repo_id if kind == pushed_format(job.fmt) else None)
+    card = build_card(kind, metadata, job.record, place, dtype=job.dtype_name,
+                      exported_from=job.adapter, prompts=job.prompts if kind == "st" else None,
+                      dim=job.dim if kind == "st" else None, plot_link=TRAINING_PLOT if plot else None)
+    write_card(card, folder, plot)
 
 
 def _write_st(job: _Job, merged_dir: Path, tokenizer: Any, metadata: Any, st_dir: Path, probes: list[str]) -> None:
@@ -262,8 +254,7 @@ def _write_st(job: _Job, merged_dir: Path, tokenizer: Any, metadata: Any, st_dir
     eos_tokenizer, _ = eos_appending_tokenizer(tokenizer, metadata.model.max_length)
     build_st_folder(merged_dir, st_dir, eos_tokenizer, metadata, job.prompts, job.dim)
     save_export_metadata(metadata, st_dir, job.adapter, job.dtype)
-    readme = _readme("st", metadata, job.adapter, job.dtype_name, job.prompts, job.dim)
-    (st_dir / "README.md").write_text(readme, encoding="utf-8")
+    _write_card(job, "st", metadata, st_dir)
     exported = AutoTokenizer.from_pretrained(str(st_dir), trust_remote_code=metadata.model.trust_remote_code)
     for prefix in sorted(set((job.prompts or {"": ""}).values())):
         check_same_ids(tokenizer, exported, metadata.model.max_length, prefix or None, probes)

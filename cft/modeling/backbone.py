@@ -16,7 +16,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 from cft.config import LoraSettings, ModelConfig
 from cft.errors import CFTError
 from cft.modeling.metadata import AdapterMetadata
-from cft.modeling.source import EMBEDDED_MODELS, resolve_source  # noqa: F401 - re-exported
+from cft.modeling.source import EMBEDDED_MODELS, portable_base, resolve_source  # noqa: F401 - re-exported
 from cft.modeling.tokenization import prepare_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -100,8 +100,13 @@ def _as_dense(model: PreTrainedModel, source: str) -> None:
         del model.config.quantization_config
 
 
-def build_lora_model(backbone: PreTrainedModel, settings: LoraSettings, gradient_checkpointing: bool = False) -> Any:
-    """Wraps a fresh backbone in a trainable LoRA adapter (training path)."""
+def build_lora_model(backbone: PreTrainedModel, settings: LoraSettings, gradient_checkpointing: bool = False,
+                     base: ModelConfig | None = None) -> Any:
+    """Wraps a fresh backbone in a trainable LoRA adapter (training path).
+
+    `base` (the recipe's model) makes every adapter saved from it, checkpoints included, name its base as
+    `portable_base` says instead of the folder the weights were read from on this machine.
+    """
     from peft import LoraConfig, TaskType, get_peft_model
 
     lora_config = LoraConfig(
@@ -115,12 +120,16 @@ def build_lora_model(backbone: PreTrainedModel, settings: LoraSettings, gradient
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         backbone.enable_input_require_grads()
     try:
-        return get_peft_model(backbone, lora_config)
+        model = get_peft_model(backbone, lora_config)
     except ValueError as error:
         names = sorted({name.rsplit(".", 1)[-1] for name, module in backbone.named_modules()
                         if isinstance(module, torch.nn.Linear)})
         raise CFTError(f"lora.target_modules {settings.target_modules!r}: {error}. Linear modules of this model: "
                        f"{', '.join(names)} (or 'all-linear')") from None
+    if base is not None:
+        peft_config = model.peft_config["default"]
+        peft_config.base_model_name_or_path, peft_config.revision = portable_base(base.name_or_path, base.revision)
+    return model
 
 
 def load_adapter_model(adapter_dir: str | Path, device: torch.device | str = "cpu",

@@ -127,12 +127,12 @@ def train(recipe: Recipe, recipe_source: str, output: str = "./cft-runs", run_id
         if run.is_main:
             run.check_lease()
             adapter_step = _keep_best(run, trainer, model)
-            _save_adapter(run, model, tokenizer)
-            _save_plot(run, trainer)
+            plot = _save_plot(run, trainer)
             result.manifest = build_manifest(
                 run, "succeeded", steps=trainer.state.global_step, world_size=run.args.world_size, triplets=triplets,
                 resumed_from_step=resume.step, adapter=result.adapter_uri,
                 metrics={**_loss_metrics(trainer.state.log_history, trained), **dev_metrics(trainer, adapter_step)})
+            _save_adapter(run, model, tokenizer, result.manifest, plot)
             _publish(run, result.manifest, log_handler)
         return result
     except KeyboardInterrupt as error:  # SIGTERM (RunInterrupted) or SIGINT: resumable, so no manifest
@@ -228,7 +228,8 @@ def _build_trainer(run: _Run, extra_callbacks: list[Any]) -> tuple[Any, Any, Any
     tokenizer = load_tokenizer(recipe.model)
     dataset = _load_dataset(run, tokenizer)
     dev_evaluator, dev_callbacks = _dev_evaluation(run, tokenizer)  # before the model loads: a bad file fails fast
-    model = build_lora_model(load_backbone(recipe.model, run.args.device), recipe.lora, settings.gradient_checkpointing)
+    model = build_lora_model(load_backbone(recipe.model, run.args.device), recipe.lora, settings.gradient_checkpointing,
+                             base=recipe.model)
     if run.is_main:
         trainable, total = model.get_nb_trainable_parameters()
         logger.info("LoRA r=%d on %s: %d trainable of %d parameters", recipe.lora.r, recipe.lora.target_modules,
@@ -359,8 +360,10 @@ def _keep_best(run: _Run, trainer: Any, model: Any) -> int:
     return best
 
 
-def _save_adapter(run: _Run, model: Any, tokenizer: Any) -> None:
-    """The PEFT adapter, its tokenizer and cft's metadata (the model config as trained) in the run's adapter/."""
+def _save_adapter(run: _Run, model: Any, tokenizer: Any, manifest: Manifest, plot: Path | None) -> None:
+    """The PEFT adapter, its tokenizer, cft's metadata (the model config as trained) and its model card (README.md,
+    in place of PEFT's empty template) in the run's adapter/."""
+    from cft.export.model_card import RunRecord, build_card, write_card
     from cft.modeling.metadata import AdapterMetadata
 
     adapter_dir = run.workdir / ADAPTER_DIR
@@ -369,14 +372,18 @@ def _save_adapter(run: _Run, model: Any, tokenizer: Any) -> None:
     base = run.recipe.model.name_or_path
     resolved = str(Path(base).resolve()) if Path(base).exists() else base  # hub ids stay ids
     model_config = dataclasses.replace(run.recipe.model, name_or_path=resolved)
-    AdapterMetadata(model_config, recipe=run.recipe.name, run_id=run.run_id,
-                    matryoshka_dims=run.recipe.loss.matryoshka_dims).save(adapter_dir)
+    metadata = AdapterMetadata(model_config, recipe=run.recipe.name, run_id=run.run_id,
+                               matryoshka_dims=run.recipe.loss.matryoshka_dims)
+    metadata.save(adapter_dir)
+    record = RunRecord(run_id=run.run_id, manifest=manifest, recipe=run.recipe.to_dict(), training_plot=plot)
+    card = build_card("adapter", metadata, record, plot_link=f"../{TRAINING_PLOT}" if plot else None)
+    write_card(card, adapter_dir)  # the curve stays in the run folder, one level up
     if run.remote:
         run.bucket.delete_prefix(run.paths.adapter)
         run.bucket.upload_dir(adapter_dir, run.paths.adapter)
 
 
-def _save_plot(run: _Run, trainer: Any) -> None:
+def _save_plot(run: _Run, trainer: Any) -> Path | None:
     from cft.training.plots import plot_training
 
     plot = plot_training(trainer.state.log_history, run.workdir / TRAINING_PLOT,
@@ -384,6 +391,7 @@ def _save_plot(run: _Run, trainer: Any) -> None:
                          best_step=getattr(trainer.state, "best_global_step", None))
     if plot and run.remote:
         run.bucket.upload_file(plot, run.paths.key(TRAINING_PLOT))
+    return Path(plot) if plot else None
 
 
 def _loss_metrics(log_history: list[dict[str, Any]], trained: Any) -> dict[str, float | None]:

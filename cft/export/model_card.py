@@ -168,16 +168,10 @@ def _record_from_bucket(bucket: Any, run_id: str, plot_target: Path | None) -> R
     local = bucket.local_path(key)
     if local is not None:
         record.training_plot = local if local.is_file() else None
-    elif plot_target is not None and _has_file(bucket, key):
+    elif plot_target is not None and bucket.exists(key):
         bucket.download_file(key, plot_target)
         record.training_plot = plot_target
     return record
-
-
-def _has_file(bucket: Any, key: str) -> bool:
-    """Whether an object exists, binary ones included (`Bucket.exists` reads the object as text)."""
-    local = bucket.local_path(key)
-    return local.is_file() if local is not None else key in bucket.list_keys(key)
 
 
 def refresh_adapter_card(adapter: str) -> str | None:
@@ -199,7 +193,7 @@ def refresh_adapter_card(adapter: str) -> str | None:
         return None
     metadata = AdapterMetadata.from_dict(json.loads(text))
     record = _record_from_bucket(bucket, run_id, None)
-    has_plot = _has_file(bucket, paths.key(TRAINING_PLOT))
+    has_plot = bucket.exists(paths.key(TRAINING_PLOT))
     card = build_card("adapter", metadata, record, plot_link=f"../{TRAINING_PLOT}" if has_plot else None)
     key = f"{paths.adapter}/{CARD_FILE}"
     bucket.write_text(key, card_text(card))

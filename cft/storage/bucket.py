@@ -82,8 +82,9 @@ class Bucket(ABC):
     def delete_key(self, key: str) -> None:
         """Deletes one object; nothing happens when it does not exist."""
 
+    @abstractmethod
     def exists(self, key: str) -> bool:
-        return self.read_text(key) is not None
+        """Whether an object has the key, whatever it holds (plots and weights are not text)."""
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the immediate sub-folders of a prefix."""
@@ -123,6 +124,9 @@ class LocalBucket(Bucket):
             return self.local_path(key).read_text(encoding="utf-8")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
+
+    def exists(self, key: str) -> bool:
+        return self.local_path(key).is_file()
 
     def write_text(self, key: str, text: str) -> None:
         atomic_write_text(self.local_path(key), text)
@@ -229,6 +233,19 @@ class S3Bucket(Bucket):
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
+            raise self._fail("reading", key, error) from None
+        except Exception as error:  # endpoint down, timeouts: botocore has many types
+            raise self._fail("reading", key, error) from None
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket_name, Key=self._key(key))
+            return True
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
             raise self._fail("reading", key, error) from None
         except Exception as error:  # endpoint down, timeouts: botocore has many types
             raise self._fail("reading", key, error) from None

@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from notify.client import MAX_ATTEMPTS, truncate
+from notify.client import MAX_ATTEMPTS, say, truncate
 from notify.redact import text_redactor
 
 ENV_NAME = "APPRISE_URLS"
@@ -59,10 +58,7 @@ class AppriseClient:
     enabled = True
 
     def _say(self, line: str) -> None:
-        try:
-            print(text_redactor(self.env)(f"notify: {line}"), file=self.stderr or sys.stderr, flush=True)
-        except Exception:
-            pass
+        say(line, self.env, self.stderr)
 
     def publish(
         self,

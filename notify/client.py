@@ -72,6 +72,15 @@ def deadline_from(env: Mapping[str, str]) -> float:
     return value if value > 0 else DEFAULT_DEADLINE_S
 
 
+def say(line: str, env: Mapping[str, str], stderr: TextIO | None = None) -> None:
+    """One redacted `notify: ...` line on stderr; a delivery problem is reported, never raised (a closed stderr
+    must not matter either)."""
+    try:
+        print(text_redactor(env)(f"notify: {line}"), file=stderr or sys.stderr, flush=True)
+    except Exception:
+        pass
+
+
 @dataclass
 class _Outcome:
     ok: bool = False
@@ -120,11 +129,7 @@ class NtfyClient:
         return f"{server.rstrip('/')}/{self.topic.lstrip('/')}"
 
     def _say(self, line: str) -> None:
-        stream = self.stderr or sys.stderr
-        try:
-            print(text_redactor(self.env)(f"notify: {line}"), file=stream, flush=True)
-        except Exception:  # a closed stderr must not matter either
-            pass
+        say(line, self.env, self.stderr)
 
     def publish(
         self,

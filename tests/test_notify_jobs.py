@@ -85,9 +85,14 @@ def _path_without_tmux(tmp_path: Path) -> str:
 def _terminal_shell(command: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen, int]:
     """`bash -c COMMAND` as an SSH login runs it: session leader, with a pseudo-terminal as controlling terminal."""
     master, slave = pty.openpty()
+
+    def login_like() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # pytest may run under nohup: a login shell does not ignore HUP
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
     shell = subprocess.Popen(
         ["bash", "-c", command], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
-        start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        start_new_session=True, preexec_fn=login_like,
     )
     os.close(slave)
     return shell, master
